@@ -1,0 +1,260 @@
+"""Task vectors: ``tau = theta' - theta``, their arithmetic, masking, and application to a base.
+
+Ilharco et al. ("Editing models with task arithmetic") call the difference between a fine-tuned
+model ``theta'`` and its pre-trained base ``theta`` a task vector. Model Breadcrumbs (the paper
+this workbook reproduces) calls the same quantity ``theta^d_t`` and masks it per layer.
+
+Deltas are always formed and stored in float32, whatever the checkpoints' dtype: a difference
+of two nearby bf16 numbers formed in bf16 loses most of its significant bits.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from numbers import Real
+
+import torch
+from torch import Tensor
+
+from .masks import (
+    GRANULARITIES,
+    breadcrumbs_mask,
+    check_fractions,
+    check_granularity,
+    magnitude_band_mask,
+)
+from .state_dicts import (
+    StateDict,
+    StateDictSource,
+    check_same_layout,
+    load_state_dict,
+    resolve_state_dict,
+    select_keys,
+)
+
+
+class TaskVector(Mapping[str, Tensor]):
+    """An immutable mapping ``name -> float32 delta``, with vector-space arithmetic.
+
+    ``a + b``, ``a - b``, ``-a``, ``c * a``, ``sum([a, b, c])`` and :meth:`sum_of` need equal keys
+    and shapes. :meth:`apply_to` adds ``alpha * tau`` to a base state dict.
+    """
+
+    def __init__(self, deltas: Mapping[str, Tensor]):
+        for key, delta in deltas.items():
+            if delta.dtype != torch.float32:
+                raise ValueError(f"task-vector entry {key!r} must be float32, got {delta.dtype}")
+        self._deltas: dict[str, Tensor] = dict(deltas)
+
+    # ----------------------------------------------------------------------------- construction
+    @classmethod
+    def from_state_dicts(
+        cls,
+        base: Mapping[str, Tensor],
+        finetuned: Mapping[str, Tensor],
+        *,
+        include: Iterable[str] | None = None,
+        exclude: Iterable[str] | None = None,
+        name: str = "fine-tuned model",
+    ) -> TaskVector:
+        """``tau = finetuned - base`` in float32 over the floating-point entries.
+
+        ``include`` / ``exclude`` are glob patterns on names (``"visual.*"``, ``"*.bias"``).
+        Integer buffers are not part of a task vector; if one differs between the two models a
+        warning names it, since a merge will take the base's value.
+        """
+        check_same_layout(base, finetuned, name)
+        merged_keys, carried_keys = select_keys(base, include, exclude)
+        deltas = {}
+        for key in merged_keys:
+            if not finetuned[key].is_floating_point():
+                raise ValueError(f"{name}: tensor {key!r} has dtype {finetuned[key].dtype}, the base has {base[key].dtype}")
+            delta = finetuned[key].detach().to(torch.float32) - base[key].detach().to(torch.float32)
+            if not math.isfinite(float(delta.sum())) and not bool(torch.isfinite(delta).all()):
+                _raise_non_finite(name, key, base[key], finetuned[key])
+            deltas[key] = delta
+        _warn_if_carried_keys_differ(base, finetuned, carried_keys, name)
+        return cls(deltas)
+
+    @classmethod
+    def from_checkpoints(cls, base_path: str, finetuned_path: str, **options) -> TaskVector:
+        """:meth:`from_state_dicts` on two checkpoint files (safetensors or weights-only torch)."""
+        return cls.from_state_dicts(
+            load_state_dict(base_path), load_state_dict(finetuned_path), name=str(finetuned_path), **options
+        )
+
+    # ----------------------------------------------------------------------------- mapping API
+    def __getitem__(self, key: str) -> Tensor:
+        return self._deltas[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._deltas)
+
+    def __len__(self) -> int:
+        return len(self._deltas)
+
+    def __repr__(self) -> str:
+        return f"TaskVector({len(self)} tensors, {self.numel():,} entries, norm={self.norm():.4g})"
+
+    def numel(self) -> int:
+        """Total number of entries."""
+        return sum(delta.numel() for delta in self._deltas.values())
+
+    def norm(self) -> float:
+        """Euclidean norm over all entries."""
+        return math.sqrt(sum(float(delta.double().square().sum()) for delta in self._deltas.values()))
+
+    def dot(self, other: TaskVector) -> float:
+        """Inner product over all entries (float64 accumulation)."""
+        self._check_compatible(other)
+        return sum(float((self[key].double() * other[key].double()).sum()) for key in self)
+
+    def cosine_similarity(self, other: TaskVector) -> float:
+        """``<a, b> / (|a| |b|)`` over all entries; 0 if either vector is zero."""
+        denominator = self.norm() * other.norm()
+        return self.dot(other) / denominator if denominator > 0 else 0.0
+
+    # ----------------------------------------------------------------------------- arithmetic
+    def __add__(self, other: TaskVector) -> TaskVector:
+        self._check_compatible(other)
+        return TaskVector({key: self[key] + other[key] for key in self})
+
+    def __radd__(self, other: object) -> TaskVector:
+        if isinstance(other, Real) and other == 0:  # lets the built-in sum() start from 0
+            return self
+        return NotImplemented
+
+    def __sub__(self, other: TaskVector) -> TaskVector:
+        self._check_compatible(other)
+        return TaskVector({key: self[key] - other[key] for key in self})
+
+    def __neg__(self) -> TaskVector:
+        return TaskVector({key: -delta for key, delta in self._deltas.items()})
+
+    def __mul__(self, coefficient: float) -> TaskVector:
+        check_coefficient(coefficient, "coefficient")
+        return TaskVector({key: delta * float(coefficient) for key, delta in self._deltas.items()})
+
+    __rmul__ = __mul__
+
+    @staticmethod
+    def sum_of(vectors: Iterable[TaskVector]) -> TaskVector:
+        """``sum_t tau_t``, accumulated in place so that only one extra vector is held."""
+        total: dict[str, Tensor] | None = None
+        reference: TaskVector | None = None
+        for vector in vectors:
+            if total is None:
+                reference, total = vector, {key: delta.clone() for key, delta in vector.items()}
+            else:
+                reference._check_compatible(vector)
+                for key in total:
+                    total[key].add_(vector[key])
+        if total is None:
+            raise ValueError("cannot sum an empty list of task vectors")
+        return TaskVector(total)
+
+    def apply_to(self, base: Mapping[str, Tensor], alpha: float = 1.0) -> StateDict:
+        """``theta + alpha * tau`` in float32, returned in each base tensor's dtype.
+
+        Keys of ``base`` that the task vector does not cover are passed through unchanged
+        (the same tensor objects).
+        """
+        check_coefficient(alpha, "alpha")
+        missing = [key for key in self if key not in base]
+        if missing:
+            raise ValueError(f"base has no tensor {missing[0]!r} (and {len(missing) - 1} more) of the task vector")
+        merged = dict(base)
+        for key, delta in self._deltas.items():
+            if base[key].shape != delta.shape:
+                raise ValueError(f"shape mismatch for {key!r}: base {tuple(base[key].shape)} vs task vector {tuple(delta.shape)}")
+            target = base[key].detach()
+            merged[key] = (target.to(torch.float32) + float(alpha) * delta.to(target.device)).to(target.dtype)
+        return merged
+
+    # ----------------------------------------------------------------------------- masking
+    def breadcrumbs_masks(self, beta: float, gamma: float, granularity: str = "tensor") -> dict[str, Tensor]:
+        """Keep-masks of Model Breadcrumbs for every tensor (see :func:`breadcrumbs_mask`).
+
+        ``granularity="global"`` orders all entries of the task vector at once (0-d tensors
+        excluded and never masked); ties are broken by position in the concatenation of the
+        tensors in key order, each flattened.
+        """
+        check_fractions(beta, gamma)
+        check_granularity(granularity, GRANULARITIES)
+        if granularity != "global":
+            return {key: breadcrumbs_mask(delta, beta, gamma, granularity) for key, delta in self.items()}
+        ordered = [key for key, delta in self.items() if delta.dim() > 0]
+        magnitudes = torch.cat([self[key].abs().reshape(-1) for key in ordered]) if ordered else torch.zeros(0)
+        keep = magnitude_band_mask(magnitudes.reshape(1, -1), beta, gamma).reshape(-1)
+        masks = {key: torch.ones_like(delta, dtype=torch.bool) for key, delta in self.items()}
+        for key, part in zip(ordered, keep.split([self[key].numel() for key in ordered])):
+            masks[key] = part.reshape(self[key].shape)
+        return masks
+
+    def masked(self, masks: Mapping[str, Tensor]) -> TaskVector:
+        """``m * tau``: entries where ``masks[key]`` is False become 0."""
+        self._check_compatible_masks(masks)
+        return TaskVector({key: delta * masks[key] for key, delta in self._deltas.items()})
+
+    def breadcrumbs(self, beta: float, gamma: float, granularity: str = "tensor") -> TaskVector:
+        """The Model Breadcrumbs of this task vector: ``m^{beta,gamma} * tau``."""
+        return self.masked(self.breadcrumbs_masks(beta, gamma, granularity))
+
+    # ----------------------------------------------------------------------------- checks
+    def _check_compatible(self, other: object) -> None:
+        if not isinstance(other, TaskVector):
+            raise ValueError(f"expected a TaskVector, got {type(other).__name__}")
+        check_same_layout(self, other, "the other task vector")
+
+    def _check_compatible_masks(self, masks: Mapping[str, Tensor]) -> None:
+        check_same_layout(self, masks, "the masks")
+        for key, mask in masks.items():
+            if mask.dtype != torch.bool:
+                raise ValueError(f"mask for {key!r} must be bool, got {mask.dtype}")
+
+
+def iter_task_vectors(
+    base: Mapping[str, Tensor],
+    finetuned: Iterable[StateDictSource],
+    *,
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+) -> Iterator[TaskVector]:
+    """Yield one task vector per fine-tuned model, loading checkpoint paths lazily, so that only
+    one fine-tuned model and one task vector are held at a time."""
+    include = None if include is None else list(include)
+    exclude = None if exclude is None else list(exclude)
+    for index, source in enumerate(finetuned):
+        name = str(source) if not isinstance(source, Mapping) else f"fine-tuned model #{index}"
+        state = resolve_state_dict(source)
+        yield TaskVector.from_state_dicts(base, state, include=include, exclude=exclude, name=name)
+
+
+def check_coefficient(value: object, name: str) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite real number (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+
+
+def _raise_non_finite(name: str, key: str, base: Tensor, finetuned: Tensor) -> None:
+    for label, tensor in (("fine-tuned", finetuned), ("base", base)):
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise ValueError(f"{name}: {label} tensor {key!r} of shape {tuple(tensor.shape)} has {bad} non-finite values")
+    raise ValueError(f"{name}: the delta of {key!r} overflows float32")
+
+
+def _warn_if_carried_keys_differ(
+    base: Mapping[str, Tensor], finetuned: Mapping[str, Tensor], carried: list[str], name: str
+) -> None:
+    for key in carried:
+        if base[key].is_floating_point():
+            continue  # excluded on purpose by the caller's patterns
+        if base[key].dtype != finetuned[key].dtype or not torch.equal(base[key], finetuned[key]):
+            warnings.warn(
+                f"{name}: non-float tensor {key!r} ({base[key].dtype}) differs from the base; "
+                "it is not part of the task vector and a merge keeps the base's value",
+                stacklevel=3,
+            )
