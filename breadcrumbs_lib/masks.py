@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-from .selection import middle_band_mask
+from .selection import RankBand, band_mask, band_masked, find_band
 
 #: Groups a single tensor can be split into. ``"global"`` (one group over a whole task vector)
 #: is offered by :meth:`breadcrumbs_lib.TaskVector.breadcrumbs_masks`.
@@ -49,11 +49,11 @@ def band_counts(n: int, beta: float, gamma: float) -> tuple[int, int]:
     return math.floor(beta * n), math.floor(gamma * n)
 
 
-def magnitude_band_mask(magnitudes: Tensor, beta: float, gamma: float) -> Tensor:
-    """Keep-mask of a ``(G, m)`` group matrix of magnitudes: drop ``floor(beta*m)`` smallest
-    and ``floor(gamma*m)`` largest entries of every row."""
-    n_low, n_high = band_counts(magnitudes.shape[1], beta, gamma)
-    return middle_band_mask(magnitudes, n_low, n_high)
+def find_breadcrumbs_band(groups: Tensor, beta: float, gamma: float) -> RankBand:
+    """Locate the kept band of a ``(G, m)`` float32 group matrix: ranks
+    ``[floor(beta*m), m - floor(gamma*m))`` by ``|x|``."""
+    n_low, n_high = band_counts(groups.shape[1], beta, gamma)
+    return find_band(groups, n_low, n_high)
 
 
 def breadcrumbs_mask(delta: Tensor, beta: float, gamma: float, granularity: str = "tensor") -> Tensor:
@@ -65,7 +65,7 @@ def breadcrumbs_mask(delta: Tensor, beta: float, gamma: float, granularity: str 
 
     Args:
         delta: a task-vector tensor ``theta' - theta`` of any floating dtype (fp16/bf16 are
-            ordered exactly, through a float32 copy of ``|delta|``). Must be finite.
+            ordered exactly, through a float32 copy). Must be finite.
         beta: share of each group masked from the bottom (negligible perturbations), in [0, 1).
         gamma: share of each group masked from the top (outliers), in [0, 1); beta + gamma < 1.
         granularity: ``"tensor"`` (the paper: the whole tensor, i.e. one layer, is one group) or
@@ -82,16 +82,42 @@ def breadcrumbs_mask(delta: Tensor, beta: float, gamma: float, granularity: str 
 
     Cost: O(n) per group (selection, never a full sort), no ``torch.quantile``; any size.
     """
+    groups = _groups(delta, beta, gamma, granularity)
+    if groups is None:
+        return torch.ones_like(delta, dtype=torch.bool)
+    return band_mask(groups, find_breadcrumbs_band(groups, beta, gamma)).reshape(delta.shape)
+
+
+def breadcrumbs_masked(
+    delta: Tensor, beta: float, gamma: float, granularity: str = "tensor", *, inplace: bool = False
+) -> Tensor:
+    """``breadcrumbs_mask(delta, ...) * delta`` as float32, in one fused pass where possible.
+
+    With ``inplace=True`` the masked entries of ``delta`` (which must then be a contiguous
+    float32 tensor) are zeroed in place and ``delta`` is returned: merging uses this on
+    temporary task vectors to save an allocation per tensor.
+    """
+    if inplace and (delta.dtype != torch.float32 or not delta.is_contiguous()):
+        raise ValueError(f"inplace masking needs a contiguous float32 tensor, got {delta.dtype}")
+    groups = _groups(delta, beta, gamma, granularity)
+    if groups is None:
+        return delta if inplace else delta.to(torch.float32, copy=True)
+    band = find_breadcrumbs_band(groups, beta, gamma)
+    return band_masked(groups, band, out=groups if inplace else None).reshape(delta.shape)
+
+
+def _groups(delta: Tensor, beta: float, gamma: float, granularity: str) -> Tensor | None:
+    """Validate the arguments and view ``delta`` as a float32 ``(G, m)`` group matrix
+    (``None`` for tensors that are never masked: 0-d or empty)."""
     check_fractions(beta, gamma)
     check_granularity(granularity, TENSOR_GRANULARITIES)
     if not delta.is_floating_point():
         raise ValueError(f"delta must be a floating-point tensor, got dtype {delta.dtype}")
-    if delta.dim() == 0:
-        return torch.ones_like(delta, dtype=torch.bool)
-    if not bool(torch.isfinite(delta.sum(dtype=torch.float32))):
-        bad = int((~torch.isfinite(delta)).sum())
-        if bad:
-            raise ValueError(f"delta of shape {tuple(delta.shape)} has {bad} non-finite entries")
-    magnitudes = delta.detach().abs().to(torch.float32)
-    groups = magnitudes.reshape(1, -1) if granularity == "tensor" else magnitudes.reshape(-1, delta.shape[-1])
-    return magnitude_band_mask(groups, beta, gamma).reshape(delta.shape)
+    if delta.dim() == 0 or delta.numel() == 0:
+        return None
+    values = delta.detach().to(torch.float32)
+    if not bool(torch.isfinite(values.sum())) and not bool(torch.isfinite(values).all()):
+        bad = int((~torch.isfinite(values)).sum())
+        raise ValueError(f"delta of shape {tuple(delta.shape)} has {bad} non-finite entries")
+    values = values.contiguous()
+    return values.reshape(1, -1) if granularity == "tensor" else values.reshape(-1, delta.shape[-1])

@@ -104,7 +104,7 @@ def breadcrumbs(
     check_fractions(beta, gamma)
     check_granularity(granularity, GRANULARITIES)
     vectors = iter_task_vectors(base, finetuned, include=include, exclude=exclude)
-    total = TaskVector.sum_of(vector.breadcrumbs(beta, gamma, granularity) for vector in vectors)
+    total = TaskVector.sum_of(vector.breadcrumbs(beta, gamma, granularity, inplace=True) for vector in vectors)
     return total.apply_to(base, alpha)
 
 
@@ -147,7 +147,7 @@ def ties(
 
     def trimmed_vectors() -> Iterable[TaskVector]:
         for vector in iter_task_vectors(base, finetuned, include=include, exclude=exclude):
-            yield vector.breadcrumbs(1.0 - density, 0.0, granularity)
+            yield vector.breadcrumbs(1.0 - density, 0.0, granularity, inplace=True)
 
     elected = {key: total.sign() for key, total in TaskVector.sum_of(trimmed_vectors()).items()}
     agreeing_sum = {key: torch.zeros_like(sign) for key, sign in elected.items()}

@@ -21,10 +21,12 @@ from torch import Tensor
 from .masks import (
     GRANULARITIES,
     breadcrumbs_mask,
+    breadcrumbs_masked,
     check_fractions,
     check_granularity,
-    magnitude_band_mask,
+    find_breadcrumbs_band,
 )
+from .selection import RankBand, band_mask, band_masked
 from .state_dicts import (
     StateDict,
     StateDictSource,
@@ -181,16 +183,13 @@ class TaskVector(Mapping[str, Tensor]):
         excluded and never masked); ties are broken by position in the concatenation of the
         tensors in key order, each flattened.
         """
-        check_fractions(beta, gamma)
         check_granularity(granularity, GRANULARITIES)
         if granularity != "global":
             return {key: breadcrumbs_mask(delta, beta, gamma, granularity) for key, delta in self.items()}
-        ordered = [key for key, delta in self.items() if delta.dim() > 0]
-        magnitudes = torch.cat([self[key].abs().reshape(-1) for key in ordered]) if ordered else torch.zeros(0)
-        keep = magnitude_band_mask(magnitudes.reshape(1, -1), beta, gamma).reshape(-1)
+        ordered, values, band = self._global_band(beta, gamma)
+        keep = band_mask(values, band).reshape(-1).split([self[key].numel() for key in ordered])
         masks = {key: torch.ones_like(delta, dtype=torch.bool) for key, delta in self.items()}
-        for key, part in zip(ordered, keep.split([self[key].numel() for key in ordered])):
-            masks[key] = part.reshape(self[key].shape)
+        masks.update({key: part.reshape(self[key].shape) for key, part in zip(ordered, keep)})
         return masks
 
     def masked(self, masks: Mapping[str, Tensor]) -> TaskVector:
@@ -198,9 +197,35 @@ class TaskVector(Mapping[str, Tensor]):
         self._check_compatible_masks(masks)
         return TaskVector({key: delta * masks[key] for key, delta in self._deltas.items()})
 
-    def breadcrumbs(self, beta: float, gamma: float, granularity: str = "tensor") -> TaskVector:
-        """The Model Breadcrumbs of this task vector: ``m^{beta,gamma} * tau``."""
-        return self.masked(self.breadcrumbs_masks(beta, gamma, granularity))
+    def breadcrumbs(self, beta: float, gamma: float, granularity: str = "tensor", *, inplace: bool = False) -> TaskVector:
+        """The Model Breadcrumbs of this task vector: ``m^{beta,gamma} * tau``.
+
+        Equal to ``self.masked(self.breadcrumbs_masks(beta, gamma, granularity))``, computed
+        without materialising the masks where possible. ``inplace=True`` zeroes the masked
+        entries of this vector itself and returns it (for temporaries: saves a copy).
+        """
+        check_granularity(granularity, GRANULARITIES)
+        if granularity != "global":
+            return TaskVector({
+                key: breadcrumbs_masked(delta, beta, gamma, granularity, inplace=inplace)
+                for key, delta in self.items()
+            })
+        ordered, _, band = self._global_band(beta, gamma)
+        if not band.is_open_interval:  # tied magnitudes straddle a cut: split them by position
+            return self.masked(self.breadcrumbs_masks(beta, gamma, granularity))
+        result = {key: delta if inplace else delta.clone() for key, delta in self.items()}
+        for key in ordered:
+            values = self[key].reshape(1, -1)
+            band_masked(values, band, out=values if inplace else result[key].reshape(1, -1))
+        return self if inplace else TaskVector(result)
+
+    def _global_band(self, beta: float, gamma: float) -> tuple[list[str], Tensor, RankBand]:
+        """All non-0-d entries in key order as one ``(1, N)`` group, and its Breadcrumbs band."""
+        check_fractions(beta, gamma)
+        ordered = [key for key, delta in self.items() if delta.dim() > 0]
+        values = torch.cat([self[key].reshape(-1) for key in ordered]) if ordered else torch.zeros(0)
+        values = values.reshape(1, -1)
+        return ordered, values, find_breadcrumbs_band(values, beta, gamma)
 
     # ----------------------------------------------------------------------------- checks
     def _check_compatible(self, other: object) -> None:

@@ -1,0 +1,76 @@
+"""Benchmark: the cost of Breadcrumbs masking relative to plain task arithmetic.
+
+Builds random task vectors with the exact tensor shapes of open_clip's ViT-B-32 image tower
+(architecture only, ``pretrained=None``: nothing is downloaded), merges ``--tasks`` of them with
+task arithmetic and with Breadcrumbs (beta 0.85, gamma 0.01, per tensor) on the same inputs, and
+prints the median time of each and their ratio, measured in this one run.
+
+    .venv/bin/python benchmarks/bench_merge.py [--tasks 8] [--repeats 3] [--granularity tensor]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import open_clip
+import torch
+
+from breadcrumbs_lib import merge
+
+
+def vit_b32_image_tower() -> dict[str, torch.Tensor]:
+    model = open_clip.create_model("ViT-B-32", pretrained=None)
+    return {key: value.detach().clone() for key, value in model.visual.state_dict().items()}
+
+
+def finetuned_copies(base: dict[str, torch.Tensor], count: int, seed: int) -> list[dict[str, torch.Tensor]]:
+    """``count`` perturbations of ``base``: Student-t deltas (heavy tails, like real task vectors)."""
+    generator = torch.Generator().manual_seed(seed)
+    copies = []
+    for _ in range(count):
+        copy = {}
+        for key, weight in base.items():
+            scale = 1e-3 * (float(weight.float().std()) if weight.numel() > 1 else 1.0)
+            noise = torch.randn(weight.shape, generator=generator) / torch.rand(weight.shape, generator=generator).add_(0.05).sqrt()
+            copy[key] = weight + scale * noise
+        copies.append(copy)
+    return copies
+
+
+def time_merge(base, finetuned, method: str, **hyperparameters) -> float:
+    start = time.perf_counter()
+    merge(base, finetuned, method, **hyperparameters)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--granularity", default="tensor", choices=["tensor", "row", "global"])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    torch.manual_seed(args.seed)
+    base = vit_b32_image_tower()
+    n_params = sum(value.numel() for value in base.values())
+    finetuned = finetuned_copies(base, args.tasks, args.seed)
+    print(f"ViT-B-32 image tower: {len(base)} tensors, {n_params / 1e6:.1f}M parameters; "
+          f"{args.tasks} fine-tuned copies; torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+    arithmetic, crumbs = [], []
+    time_merge(base, finetuned[:1], "task_arithmetic", alpha=0.3)  # warm-up
+    for _ in range(args.repeats):  # interleaved, so that drifts in machine speed hit both alike
+        arithmetic.append(time_merge(base, finetuned, "task_arithmetic", alpha=0.3))
+        crumbs.append(time_merge(base, finetuned, "breadcrumbs", alpha=0.3, beta=0.85, gamma=0.01,
+                                 granularity=args.granularity))
+    t_arithmetic, t_crumbs = statistics.median(arithmetic), statistics.median(crumbs)
+    print(f"task arithmetic : {t_arithmetic:7.2f} s (median of {args.repeats})")
+    print(f"breadcrumbs     : {t_crumbs:7.2f} s (beta 0.85, gamma 0.01, granularity {args.granularity})")
+    print(f"ratio breadcrumbs / task arithmetic: {t_crumbs / t_arithmetic:.2f}")
+
+
+if __name__ == "__main__":
+    main()
