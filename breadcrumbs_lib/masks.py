@@ -103,7 +103,10 @@ def breadcrumbs_masked(
     if groups is None:
         return delta if inplace else delta.to(torch.float32, copy=True)
     band = find_breadcrumbs_band(groups, beta, gamma)
-    return band_masked(groups, band, out=groups if inplace else None).reshape(delta.shape)
+    if inplace:
+        band_masked(groups, band, out=groups)  # groups is a view of delta
+        return delta
+    return band_masked(groups, band).reshape(delta.shape)
 
 
 def _groups(delta: Tensor, beta: float, gamma: float, granularity: str) -> Tensor | None:

@@ -103,9 +103,12 @@ def breadcrumbs(
     """
     check_fractions(beta, gamma)
     check_granularity(granularity, GRANULARITIES)
-    vectors = iter_task_vectors(base, finetuned, include=include, exclude=exclude)
-    total = TaskVector.sum_of(vector.breadcrumbs(beta, gamma, granularity, inplace=True) for vector in vectors)
-    return total.apply_to(base, alpha)
+
+    def to_breadcrumbs(index: int, vector: TaskVector) -> TaskVector:
+        return vector.breadcrumbs(beta, gamma, granularity, inplace=True)
+
+    vectors = iter_task_vectors(base, finetuned, include=include, exclude=exclude, transform=to_breadcrumbs)
+    return TaskVector.sum_of(vectors).apply_to(base, alpha)
 
 
 def average(
@@ -145,9 +148,11 @@ def ties(
         raise ValueError(f"density must lie in (0, 1], got density={density!r}")
     check_granularity(granularity, GRANULARITIES)
 
+    def trim(index: int, vector: TaskVector) -> TaskVector:
+        return vector.breadcrumbs(1.0 - density, 0.0, granularity, inplace=True)
+
     def trimmed_vectors() -> Iterable[TaskVector]:
-        for vector in iter_task_vectors(base, finetuned, include=include, exclude=exclude):
-            yield vector.breadcrumbs(1.0 - density, 0.0, granularity, inplace=True)
+        return iter_task_vectors(base, finetuned, include=include, exclude=exclude, transform=trim)
 
     elected = {key: total.sign() for key, total in TaskVector.sum_of(trimmed_vectors()).items()}
     agreeing_sum = {key: torch.zeros_like(sign) for key, sign in elected.items()}
@@ -157,6 +162,7 @@ def ties(
             agrees = (delta.sign() == elected[key]) & (delta != 0)
             agreeing_sum[key].add_(delta * agrees)
             agreeing_count[key].add_(agrees)
+        del vector  # release it before the next one is made
     disjoint_mean = {key: agreeing_sum[key] / agreeing_count[key].clamp(min=1.0) for key in elected}
     return TaskVector(disjoint_mean).apply_to(base, alpha)
 
@@ -182,12 +188,12 @@ def dare(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got seed={seed!r}")
 
-    def dropped_vectors() -> Iterable[TaskVector]:
-        for index, vector in enumerate(iter_task_vectors(base, finetuned, include=include, exclude=exclude)):
-            generator = torch.Generator(device="cpu").manual_seed(_child_seed(int(seed), index))
-            yield TaskVector({key: _drop_and_rescale(delta, p, generator) for key, delta in vector.items()})
+    def drop_and_rescale(index: int, vector: TaskVector) -> TaskVector:
+        generator = torch.Generator(device="cpu").manual_seed(_child_seed(int(seed), index))
+        return TaskVector({key: _drop_and_rescale(delta, p, generator) for key, delta in vector.items()})
 
-    return TaskVector.sum_of(dropped_vectors()).apply_to(base, alpha)
+    vectors = iter_task_vectors(base, finetuned, include=include, exclude=exclude, transform=drop_and_rescale)
+    return TaskVector.sum_of(vectors).apply_to(base, alpha)
 
 
 METHODS: dict[str, Callable[..., StateDict]] = {

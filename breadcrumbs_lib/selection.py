@@ -32,6 +32,7 @@ from torch import Tensor
 from . import cpu_kernels
 
 _SAMPLE_SIZE = 1 << 14  # entries drawn to bracket a cut
+_SMALL_GROUP = 1 << 16  # groups up to this size are partitioned whole
 _BRACKET_SIGMAS = 5.0  # half-width of a bracket, in binomial standard deviations
 _SAMPLE_SEED = 20231211
 _NO_LOW_CUT = -1.0  # below every magnitude
@@ -41,11 +42,15 @@ _BEYOND_FINITE_KEYS = np.uint32(0x80000000)  # above the key of every finite mag
 
 @dataclass(frozen=True)
 class Cut:
-    """The k-th smallest magnitude of each group and how many entries lie below / at it."""
+    """The k-th smallest magnitude of each group and how many entries lie below / at it.
 
-    value: Tensor  # (G,) float32
-    n_less: Tensor  # (G,) int64
-    n_equal: Tensor  # (G,) int64
+    Fields are ``(G,)`` arrays: numpy on the one-group CPU path (cheaper to build), torch
+    tensors on the values' device otherwise.
+    """
+
+    value: Tensor | np.ndarray  # (G,) float32
+    n_less: Tensor | np.ndarray  # (G,) int64
+    n_equal: Tensor | np.ndarray  # (G,) int64
 
 
 @dataclass(frozen=True)
@@ -65,15 +70,13 @@ class RankBand:
         high_ok = self.high is None or bool((self.high.n_less == self.m - self.n_high).all())
         return low_ok and high_ok
 
-    def bounds(self) -> tuple[Tensor, Tensor]:
-        """``(low, high)`` per group, with -1 / inf standing for a missing cut."""
-        low = self.low.value if self.low is not None else None
-        high = self.high.value if self.high is not None else None
-        reference = low if low is not None else high
-        if reference is None:
-            return torch.tensor([_NO_LOW_CUT]), torch.tensor([_NO_HIGH_CUT])
-        low = low if low is not None else torch.full_like(reference, _NO_LOW_CUT)
-        high = high if high is not None else torch.full_like(reference, _NO_HIGH_CUT)
+    def bounds(self, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+        """``(low, high)`` per group as tensors on ``device``, with -1 / inf for a missing cut."""
+        n_groups = next((len(cut.value) for cut in (self.low, self.high) if cut is not None), 1)
+        low = _as_tensor(self.low.value, device) if self.low is not None else None
+        high = _as_tensor(self.high.value, device) if self.high is not None else None
+        low = low if low is not None else torch.full((n_groups,), _NO_LOW_CUT, device=device)
+        high = high if high is not None else torch.full((n_groups,), _NO_HIGH_CUT, device=device)
         return low, high
 
 
@@ -104,10 +107,12 @@ def band_mask(values: Tensor, band: RankBand) -> Tensor:
         if band.is_open_interval:
             cpu_kernels.fill_keep_mask(_bits(values), *_key_range(band), out.view(-1).numpy())
         else:
-            cpu_kernels.fill_keep_mask_splitting_ties(_bits(values), *_tie_rule(band), out.view(-1).numpy())
+            rule = _tie_rule(band)
+            cpu_kernels.fill_keep_mask(_bits(values), *_closed_key_range(rule), out.view(-1).numpy())
+            cpu_kernels.drop_split_ties(_bits(values), *rule, out.view(-1).numpy())
         return out
     if band.is_open_interval:
-        low, high = (bound.to(values.device)[:, None] for bound in band.bounds())
+        low, high = (bound[:, None] for bound in band.bounds(values.device))
         magnitudes = values.abs()
         return (magnitudes > low) & (magnitudes < high)
     return _mask_splitting_ties(values.abs(), band)
@@ -124,7 +129,9 @@ def band_masked(values: Tensor, band: RankBand, out: Tensor | None = None) -> Te
     if band.is_open_interval:
         cpu_kernels.fill_masked(array, array.view(np.uint32), *_key_range(band), out.view(-1).numpy())
     else:
-        cpu_kernels.fill_masked_splitting_ties(array, array.view(np.uint32), *_tie_rule(band), out.view(-1).numpy())
+        rule = _tie_rule(band)
+        cpu_kernels.fill_masked(array, array.view(np.uint32), *_closed_key_range(rule), out.view(-1).numpy())
+        cpu_kernels.drop_split_ties(array.view(np.uint32), *rule, out.view(-1).numpy())
     return out
 
 
@@ -132,6 +139,10 @@ def middle_band_mask(values: Tensor, n_low: int, n_high: int) -> Tensor:
     """Bool mask with exactly ``m - n_low - n_high`` True entries per row of ``(G, m)`` ``values``:
     those whose rank by ``|values|`` (ties: lower index first) lies in ``[n_low, m - n_high)``."""
     return band_mask(values, find_band(values, n_low, n_high))
+
+
+def _as_tensor(array: Tensor | np.ndarray, device: torch.device | str) -> Tensor:
+    return torch.as_tensor(array, device=device)
 
 
 def _cpu_fast_path(values: Tensor) -> bool:
@@ -170,6 +181,9 @@ def _cuts_one_group_cpu(values: Tensor, ranks: tuple[int | None, int | None]) ->
     count and collect (one fused pass over both windows), then select among the collected."""
     bits = _bits(values.contiguous())
     m = bits.size
+    if m <= _SMALL_GROUP:  # cheaper to partition all keys than to launch the parallel scan
+        keys = bits & cpu_kernels.MAGNITUDE_BITS
+        return tuple(None if k is None else _cut_from_band(keys, k, 0) for k in ranks)
     sample = _sorted_sample_keys(bits)
     windows = [_window(sample, k, m) for k in ranks]
     below_1, band_1, below_2, band_2 = cpu_kernels.count_and_collect(
@@ -187,9 +201,7 @@ def _cuts_one_group_cpu(values: Tensor, ranks: tuple[int | None, int | None]) ->
 
 
 def _sorted_sample_keys(bits: np.ndarray) -> np.ndarray:
-    """Sorted magnitude keys of a seeded random sample (empty for small groups: take them all)."""
-    if bits.size <= 4 * _SAMPLE_SIZE:
-        return np.empty(0, dtype=np.uint32)
+    """Sorted magnitude keys of a seeded random sample."""
     rng = np.random.default_rng(_SAMPLE_SEED)
     return np.sort(bits[rng.integers(0, bits.size, size=_SAMPLE_SIZE)] & cpu_kernels.MAGNITUDE_BITS)
 
@@ -198,8 +210,6 @@ def _window(sample: np.ndarray, k: int | None, m: int) -> tuple[np.uint32, np.ui
     """A key window ``(lo, width)`` that very likely holds the k-th smallest of m keys."""
     if k is None:
         return cpu_kernels.EMPTY_WINDOW
-    if sample.size == 0:
-        return cpu_kernels.FULL_WINDOW
     q = k / m
     expected = q * sample.size
     half_width = _BRACKET_SIGMAS * math.sqrt(sample.size * q * (1.0 - q)) + 2.0
@@ -215,23 +225,29 @@ def _cut_from_band(band: np.ndarray, rank_in_band: int, n_below: int) -> Cut:
     n_less = n_below + int(np.count_nonzero(band < key))
     n_equal = int(np.count_nonzero(band == key))
     return Cut(
-        torch.tensor([float(np.uint32(key).view(np.float32))], dtype=torch.float32),
-        torch.tensor([n_less], dtype=torch.int64),
-        torch.tensor([n_equal], dtype=torch.int64),
+        np.array([key], dtype=np.uint32).view(np.float32),
+        np.array([n_less], dtype=np.int64),
+        np.array([n_equal], dtype=np.int64),
     )
 
 
 # --------------------------------------------------------------------------------- splitting ties
 def _tie_rule(band: RankBand) -> tuple:
-    """Arguments ``(low_key, drop_low, high_key, keep_high_end, chunks)`` of the CPU kernels
-    that split ties at the cuts of a one-group band by position."""
+    """Arguments ``(low_key, drop_low, high_key, keep_high_end, chunks)`` of
+    :func:`cpu_kernels.drop_split_ties` for a one-group band whose cuts split ties."""
     low_key, drop_low = np.uint32(0), 0
     if band.low is not None:
         low_key, drop_low = _key(band.low.value), band.n_low - int(band.low.n_less[0])
-    high_key, keep_high_end = _BEYOND_FINITE_KEYS, band.m
+    high_key, keep_high_end = cpu_kernels.MAGNITUDE_BITS, band.m  # no finite key equals it
     if band.high is not None:
         high_key, keep_high_end = _key(band.high.value), band.m - band.n_high - int(band.high.n_less[0])
     return low_key, drop_low, high_key, keep_high_end, cpu_kernels.n_chunks(band.m)
+
+
+def _closed_key_range(rule: tuple) -> tuple[np.uint32, np.uint32]:
+    """``(first, span)`` of the keys in ``[low_key, high_key]`` of a tie rule."""
+    low_key, _, high_key, _, _ = rule
+    return np.uint32(low_key), np.uint32(int(high_key) - int(low_key) + 1)
 
 
 def _mask_splitting_ties(magnitudes: Tensor, band: RankBand) -> Tensor:
@@ -239,14 +255,14 @@ def _mask_splitting_ties(magnitudes: Tensor, band: RankBand) -> Tensor:
     keep = torch.ones_like(magnitudes, dtype=torch.bool)
     device = magnitudes.device
     if band.low is not None:
-        value = band.low.value.to(device)[:, None]
-        take = (band.n_low - band.low.n_less).to(device)[:, None]  # tied entries to drop, lowest index first
+        value = _as_tensor(band.low.value, device)[:, None]
+        take = _as_tensor(band.n_low - band.low.n_less, device)[:, None]  # tied entries to drop, lowest first
         equal = magnitudes == value
         keep &= ~((magnitudes < value) | (equal & (equal.cumsum(dim=1) <= take)))
     if band.high is not None:
-        value = band.high.value.to(device)[:, None]
+        value = _as_tensor(band.high.value, device)[:, None]
         n_greater = band.m - band.high.n_less - band.high.n_equal
-        take = (band.n_high - n_greater).to(device)[:, None]  # tied entries to drop, highest index first
+        take = _as_tensor(band.n_high - n_greater, device)[:, None]  # tied entries to drop, highest first
         equal = magnitudes == value
         from_end = equal.flip(1).cumsum(dim=1).flip(1)
         keep &= ~((magnitudes > value) | (equal & (from_end <= take)))

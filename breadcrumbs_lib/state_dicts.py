@@ -96,19 +96,22 @@ def check_all_finite(state: Mapping[str, Tensor], source: str = "state dict") ->
             raise ValueError(f"{source}: tensor {key!r} of shape {tuple(value.shape)} has {bad} non-finite values")
 
 
-def check_same_layout(reference: Mapping[str, Tensor], other: Mapping[str, Tensor], other_name: str) -> None:
+def check_same_layout(
+    reference: Mapping[str, Tensor], other: Mapping[str, Tensor], other_name: str, reference_name: str = "the base"
+) -> None:
     """Raise ``ValueError`` unless ``other`` has exactly ``reference``'s keys and shapes."""
     missing = [key for key in reference if key not in other]
     extra = [key for key in other if key not in reference]
     if missing or extra:
         raise ValueError(
-            f"{other_name} has different keys from the base: "
+            f"{other_name} has different keys from {reference_name}: "
             f"missing {_names(missing)}, unexpected {_names(extra)}"
         )
     for key, value in reference.items():
         if other[key].shape != value.shape:
             raise ValueError(
-                f"{other_name}: shape mismatch for {key!r}: {tuple(other[key].shape)} vs base {tuple(value.shape)}"
+                f"{other_name}: shape mismatch for {key!r}: "
+                f"{tuple(other[key].shape)} vs {reference_name} {tuple(value.shape)}"
             )
 
 

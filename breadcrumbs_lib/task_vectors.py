@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from numbers import Real
 
 import torch
@@ -153,6 +153,7 @@ class TaskVector(Mapping[str, Tensor]):
                 reference._check_compatible(vector)
                 for key in total:
                     total[key].add_(vector[key])
+            del vector  # release it before the next one is made
         if total is None:
             raise ValueError("cannot sum an empty list of task vectors")
         return TaskVector(total)
@@ -231,10 +232,10 @@ class TaskVector(Mapping[str, Tensor]):
     def _check_compatible(self, other: object) -> None:
         if not isinstance(other, TaskVector):
             raise ValueError(f"expected a TaskVector, got {type(other).__name__}")
-        check_same_layout(self, other, "the other task vector")
+        check_same_layout(self, other, "the other task vector", "this task vector")
 
     def _check_compatible_masks(self, masks: Mapping[str, Tensor]) -> None:
-        check_same_layout(self, masks, "the masks")
+        check_same_layout(self, masks, "the masks", "the task vector")
         for key, mask in masks.items():
             if mask.dtype != torch.bool:
                 raise ValueError(f"mask for {key!r} must be bool, got {mask.dtype}")
@@ -246,15 +247,25 @@ def iter_task_vectors(
     *,
     include: Iterable[str] | None = None,
     exclude: Iterable[str] | None = None,
+    transform: Callable[[int, TaskVector], TaskVector] | None = None,
 ) -> Iterator[TaskVector]:
-    """Yield one task vector per fine-tuned model, loading checkpoint paths lazily, so that only
-    one fine-tuned model and one task vector are held at a time."""
+    """Yield ``transform(t, tau_t)`` (or ``tau_t``) for each fine-tuned model in turn.
+
+    Checkpoint paths are loaded lazily and every reference is dropped before the next model is
+    read, so at most one fine-tuned model and one task vector are held at a time (callers
+    looping over the result should ``del`` their loop variable at the end of each step).
+    """
     include = None if include is None else list(include)
     exclude = None if exclude is None else list(exclude)
     for index, source in enumerate(finetuned):
         name = str(source) if not isinstance(source, Mapping) else f"fine-tuned model #{index}"
         state = resolve_state_dict(source)
-        yield TaskVector.from_state_dicts(base, state, include=include, exclude=exclude, name=name)
+        vector = TaskVector.from_state_dicts(base, state, include=include, exclude=exclude, name=name)
+        del state
+        if transform is not None:
+            vector = transform(index, vector)
+        yield vector
+        del vector
 
 
 def check_coefficient(value: object, name: str) -> None:
