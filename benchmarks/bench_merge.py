@@ -17,7 +17,9 @@ import time
 import open_clip
 import torch
 
-from breadcrumbs_lib import merge
+from breadcrumbs_lib import TaskVector, merge
+from breadcrumbs_lib.masks import find_breadcrumbs_band
+from breadcrumbs_lib.selection import band_masked
 
 
 def vit_b32_image_tower() -> dict[str, torch.Tensor]:
@@ -43,6 +45,24 @@ def time_merge(base, finetuned, method: str, **hyperparameters) -> float:
     start = time.perf_counter()
     merge(base, finetuned, method, **hyperparameters)
     return time.perf_counter() - start
+
+
+def breakdown(base, finetuned, repeats: int) -> dict[str, float]:
+    """Best-of-``repeats`` seconds per fine-tuned model of each phase of a Breadcrumbs merge."""
+    phases = {"form tau = theta' - theta": [], "locate the two cuts per tensor": [], "apply the mask": []}
+    for _ in range(repeats):
+        start = time.perf_counter()
+        vector = TaskVector.from_state_dicts(base, finetuned[0])
+        phases["form tau = theta' - theta"].append(time.perf_counter() - start)
+        groups = [delta.reshape(1, -1) for delta in vector.values() if delta.dim() > 0]
+        start = time.perf_counter()
+        bands = [find_breadcrumbs_band(group, 0.85, 0.01) for group in groups]
+        phases["locate the two cuts per tensor"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for group, band in zip(groups, bands):
+            band_masked(group, band, out=group)
+        phases["apply the mask"].append(time.perf_counter() - start)
+    return {phase: min(times) for phase, times in phases.items()}
 
 
 def main() -> None:
@@ -72,6 +92,9 @@ def main() -> None:
     # The best run is the least noisy estimate of a cost on a shared machine; the median is shown too.
     print(f"ratio breadcrumbs / task arithmetic: {min(crumbs) / min(arithmetic):.2f} (best runs), "
           f"{statistics.median(crumbs) / statistics.median(arithmetic):.2f} (medians)")
+    print("where a Breadcrumbs merge spends its time, per fine-tuned model (best of the repeats):")
+    for phase, seconds in breakdown(base, finetuned, args.repeats).items():
+        print(f"  {phase:32s} {seconds:6.3f} s")
 
 
 if __name__ == "__main__":

@@ -31,18 +31,24 @@ def n_chunks(size: int) -> int:
 def count_and_collect(bits, lo_1, width_1, lo_2, width_2, chunks):  # pragma: no cover - compiled
     """For two key windows ``[lo_k, lo_k + width_k]`` over the magnitude keys of ``bits`` (the
     uint32 view of a float32 array): how many keys lie below ``lo_k``, and the keys inside the
-    window, compacted. Returns ``(below_1, band_1, below_2, band_2)``.
+    window with their positions, compacted in index order.
+
+    Returns ``(below_1, keys_1, positions_1, below_2, keys_2, positions_2)``.
     """
     n = bits.size
     step = (n + chunks - 1) // chunks
     below = np.zeros((chunks, 2), dtype=np.int64)
     filled = np.zeros((chunks, 2), dtype=np.int64)
-    scratch_1 = np.empty(n, dtype=np.uint32)
-    scratch_2 = np.empty(n, dtype=np.uint32)
+    keys_1 = np.empty(n, dtype=np.uint32)
+    keys_2 = np.empty(n, dtype=np.uint32)
+    positions_1 = np.empty(n, dtype=np.int64)
+    positions_2 = np.empty(n, dtype=np.int64)
     for c in prange(chunks):
         start = c * step
         stop = min(n, start + step)
-        part, out_1, out_2 = bits[start:stop], scratch_1[start:stop], scratch_2[start:stop]
+        part = bits[start:stop]
+        out_1, at_1 = keys_1[start:stop], positions_1[start:stop]
+        out_2, at_2 = keys_2[start:stop], positions_2[start:stop]
         b_1 = 0
         b_2 = 0
         f_1 = 0
@@ -53,25 +59,34 @@ def count_and_collect(bits, lo_1, width_1, lo_2, width_2, chunks):  # pragma: no
             b_2 += key < lo_2
             if np.uint32(key - lo_1) <= width_1:
                 out_1[f_1] = key
+                at_1[f_1] = start + i
                 f_1 += 1
             if np.uint32(key - lo_2) <= width_2:
                 out_2[f_2] = key
+                at_2[f_2] = start + i
                 f_2 += 1
         below[c, 0] = b_1
         below[c, 1] = b_2
         filled[c, 0] = f_1
         filled[c, 1] = f_2
-    band_1 = np.empty(filled[:, 0].sum(), dtype=np.uint32)
-    band_2 = np.empty(filled[:, 1].sum(), dtype=np.uint32)
-    at_1 = 0
-    at_2 = 0
-    for c in range(chunks):
+    band_1, where_1 = _compact(keys_1, positions_1, filled[:, 0], step)
+    band_2, where_2 = _compact(keys_2, positions_2, filled[:, 1], step)
+    return below[:, 0].sum(), band_1, where_1, below[:, 1].sum(), band_2, where_2
+
+
+@njit(cache=True)
+def _compact(keys, positions, filled, step):  # pragma: no cover - compiled
+    """Concatenate the first ``filled[c]`` entries of each chunk ``c`` of ``keys`` / ``positions``."""
+    total = filled.sum()
+    out_keys = np.empty(total, dtype=keys.dtype)
+    out_positions = np.empty(total, dtype=positions.dtype)
+    at = 0
+    for c in range(filled.size):
         start = c * step
-        band_1[at_1:at_1 + filled[c, 0]] = scratch_1[start:start + filled[c, 0]]
-        band_2[at_2:at_2 + filled[c, 1]] = scratch_2[start:start + filled[c, 1]]
-        at_1 += filled[c, 0]
-        at_2 += filled[c, 1]
-    return below[:, 0].sum(), band_1, below[:, 1].sum(), band_2
+        out_keys[at:at + filled[c]] = keys[start:start + filled[c]]
+        out_positions[at:at + filled[c]] = positions[start:start + filled[c]]
+        at += filled[c]
+    return out_keys, out_positions
 
 
 @njit(parallel=True, cache=True)
@@ -88,46 +103,3 @@ def fill_masked(values, bits, first, span, out):  # pragma: no cover - compiled
     for i in prange(values.size):
         keep = np.uint32((bits[i] & np.uint32(0x7FFFFFFF)) - first) < span
         out[i] = values[i] if keep else np.float32(0.0)
-
-
-@njit(parallel=True, cache=True)
-def drop_split_ties(bits, low_key, drop_low, high_key, keep_high_end, chunks, out):  # pragma: no cover
-    """Second pass after ``fill_*`` over the closed interval ``[low_key, high_key]``: zero the
-    tied entries at the cuts that the band drops, numbering each tie in index order.
-
-    Of the keys equal to ``low_key``, numbered ``p = 0, 1, ...`` in index order, those with
-    ``p < drop_low`` are dropped; of the keys equal to ``high_key``, those with
-    ``p >= keep_high_end`` (both rules apply when the keys are equal). ``out`` is the float or
-    bool array the first pass wrote; dropped entries become 0 / False.
-    """
-    n = bits.size
-    step = (n + chunks - 1) // chunks
-    counts = np.zeros((chunks, 2), dtype=np.int64)
-    for c in prange(chunks):  # pass 1: how many tied keys each chunk holds
-        part = bits[c * step:min(n, (c + 1) * step)]
-        n_low = 0
-        n_high = 0
-        for i in range(part.size):
-            key = part[i] & np.uint32(0x7FFFFFFF)
-            n_low += key == low_key
-            n_high += key == high_key
-        counts[c, 0] = n_low
-        counts[c, 1] = n_high
-    for c in prange(chunks):  # pass 2: number the tied keys across chunks, drop the dropped ones
-        start = c * step
-        stop = min(n, start + step)
-        part, target = bits[start:stop], out[start:stop]
-        p_low = counts[:c, 0].sum()
-        p_high = counts[:c, 1].sum()
-        for i in range(part.size):
-            key = part[i] & np.uint32(0x7FFFFFFF)
-            if (key == low_key) | (key == high_key):
-                drop = False
-                if key == low_key:
-                    drop = p_low < drop_low
-                    p_low += 1
-                if key == high_key:
-                    drop = drop | (p_high >= keep_high_end)
-                    p_high += 1
-                if drop:
-                    target[i] = 0

@@ -211,17 +211,20 @@ class TaskVector(Mapping[str, Tensor]):
                 key: breadcrumbs_masked(delta, beta, gamma, granularity, inplace=inplace)
                 for key, delta in self.items()
             })
-        ordered, _, band = self._global_band(beta, gamma)
-        if not band.is_open_interval:  # tied magnitudes straddle a cut: split them by position
-            return self.masked(self.breadcrumbs_masks(beta, gamma, granularity))
-        result = {key: delta if inplace else delta.clone() for key, delta in self.items()}
-        for key in ordered:
-            values = self[key].reshape(1, -1)
-            band_masked(values, band, out=values if inplace else result[key].reshape(1, -1))
-        return self if inplace else TaskVector(result)
+        ordered, values, band = self._global_band(beta, gamma)
+        masked = band_masked(values, band, out=values).reshape(-1)  # values is a fresh concatenation
+        parts = dict(zip(ordered, masked.split([self[key].numel() for key in ordered])))
+        if inplace:
+            for key, part in parts.items():
+                self[key].copy_(part.reshape(self[key].shape))
+            return self
+        return TaskVector({
+            key: parts[key].reshape(delta.shape) if key in parts else delta.clone() for key, delta in self.items()
+        })
 
     def _global_band(self, beta: float, gamma: float) -> tuple[list[str], Tensor, RankBand]:
-        """All non-0-d entries in key order as one ``(1, N)`` group, and its Breadcrumbs band."""
+        """All non-0-d entries in key order, concatenated into a new ``(1, N)`` group, and its
+        Breadcrumbs band."""
         check_fractions(beta, gamma)
         ordered = [key for key, delta in self.items() if delta.dim() > 0]
         values = torch.cat([self[key].reshape(-1) for key in ordered]) if ordered else torch.zeros(0)

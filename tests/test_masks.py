@@ -117,10 +117,10 @@ def test_large_groups_use_the_sampled_path_exactly(kind, beta, gamma):
 
 
 def test_a_missed_bracket_falls_back_to_exact_selection(monkeypatch):
-    def window_holding_no_cut(sample, k, m):  # as if the sample had been wildly unrepresentative
-        return selection.cpu_kernels.EMPTY_WINDOW
+    def windows_holding_no_cut(bits, ranks):  # as if the sample had been wildly unrepresentative
+        return selection.cpu_kernels.EMPTY_WINDOW * 2
 
-    monkeypatch.setattr(selection, "_window", window_holding_no_cut)
+    monkeypatch.setattr(selection, "_windows", windows_holding_no_cut)
     delta = torch.randn(200_000, generator=torch.Generator().manual_seed(2))
     assert torch.equal(breadcrumbs_mask(delta, 0.7, 0.05), reference_band_mask(delta, 0.7, 0.05))
 
