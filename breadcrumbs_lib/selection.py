@@ -24,6 +24,7 @@ Cuts are found without a full sort:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -206,8 +207,7 @@ def _windows(bits: np.ndarray, ranks: tuple[int | None, int | None]) -> tuple[np
     holds the k-th smallest key: the order statistics of a seeded random sample
     ``_BRACKET_SIGMAS`` binomial standard deviations either side of where it should fall."""
     m = bits.size
-    rng = np.random.default_rng(_SAMPLE_SEED)
-    sample = bits[rng.integers(0, m, size=_SAMPLE_SIZE)] & cpu_kernels.MAGNITUDE_BITS
+    sample = bits[_sample_positions(m)] & cpu_kernels.MAGNITUDE_BITS
     spans = {}
     for k in ranks:
         if k is not None:
@@ -227,6 +227,14 @@ def _windows(bits: np.ndarray, ranks: tuple[int | None, int | None]) -> tuple[np
         hi = sample[hi_pos] if hi_pos < _SAMPLE_SIZE - 1 else cpu_kernels.MAGNITUDE_BITS
         windows.extend((np.uint32(lo), np.uint32(hi - lo)))
     return tuple(windows)
+
+
+@functools.lru_cache(maxsize=256)
+def _sample_positions(m: int) -> np.ndarray:
+    """``_SAMPLE_SIZE`` seeded random positions in ``[0, m)``, sorted for memory locality."""
+    positions = np.sort(np.random.default_rng(_SAMPLE_SEED).integers(0, m, size=_SAMPLE_SIZE))
+    positions.flags.writeable = False
+    return positions
 
 
 def _cut_among(keys: np.ndarray, positions: np.ndarray | None, rank: int, n_below: int) -> Cut:
