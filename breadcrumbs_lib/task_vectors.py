@@ -38,10 +38,12 @@ from .state_dicts import (
 
 
 class TaskVector(Mapping[str, Tensor]):
-    """An immutable mapping ``name -> float32 delta``, with vector-space arithmetic.
+    """A read-only mapping ``name -> float32 delta``, with vector-space arithmetic.
 
     ``a + b``, ``a - b``, ``-a``, ``c * a``, ``sum([a, b, c])`` and :meth:`sum_of` need equal keys
-    and shapes. :meth:`apply_to` adds ``alpha * tau`` to a base state dict.
+    and shapes and return new vectors; :meth:`apply_to` adds ``alpha * tau`` to a base state
+    dict. The one operation that writes into a vector's tensors is
+    ``breadcrumbs(..., inplace=True)``, meant for temporaries.
     """
 
     def __init__(self, deltas: Mapping[str, Tensor]):
