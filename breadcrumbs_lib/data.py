@@ -1,0 +1,79 @@
+"""Image tensors for training and evaluation: generated ``mini`` splits (cached), normalisation, batches.
+
+A split is stored as uint8 images ``(N, 3, H, W)`` and int64 labels; images are normalised with
+CLIP's constants only when a batch is formed, so caches stay small and exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .mini_tasks import MINI_TASKS, generate
+from .models import CLIP_MEAN, CLIP_STD
+from .state_dicts import load_state_dict, save_state_dict
+
+#: Bump when a generator in :mod:`.mini_tasks` changes, so that caches are rebuilt.
+MINI_DATA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ImageSplit:
+    """Images (uint8, ``(N, 3, H, W)``) and their labels (int64, ``(N,)``)."""
+
+    images: Tensor
+    labels: Tensor
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4 or self.images.shape[1] != 3:
+            raise ValueError(f"images must be uint8 (N, 3, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError(f"labels of shape {tuple(self.labels.shape)} do not match {self.images.shape[0]} images")
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def normalize(images: Tensor, device: torch.device | str = "cpu") -> Tensor:
+    """uint8 ``(N, 3, H, W)`` images to float32, scaled to [0, 1] and normalised like CLIP."""
+    mean = torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=device).view(1, 3, 1, 1)
+    return (images.to(device, non_blocking=True).float() / 255.0 - mean) / std
+
+
+def shuffled_batches(num_items: int, batch_size: int, seed: int) -> Iterator[Tensor]:
+    """An endless stream of index batches: seeded reshuffles of ``range(num_items)``."""
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(num_items, generator=generator)
+        for start in range(0, num_items - batch_size + 1, batch_size):
+            yield order[start:start + batch_size]
+        if num_items < batch_size:
+            yield order
+
+
+def mini_split(task: str, split: str, per_class: int, seed: int, cache_dir: Path | None = None) -> ImageSplit:
+    """A generated split of a ``mini`` task, read from ``cache_dir`` when it is already there."""
+    if task not in MINI_TASKS:
+        raise ValueError(f"unknown mini task {task!r}; expected one of {sorted(MINI_TASKS)}")
+    key = _cache_key(task=task, split=split, per_class=per_class, seed=seed, version=MINI_DATA_VERSION)
+    path = None if cache_dir is None else Path(cache_dir) / "datasets" / f"{task}-{split}-{key}.safetensors"
+    if path is not None and path.exists():
+        stored = load_state_dict(path)
+        return ImageSplit(stored["images"], stored["labels"])
+    images, labels = generate(MINI_TASKS[task], split, per_class, seed)
+    result = ImageSplit(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))), torch.from_numpy(labels))
+    if path is not None:
+        save_state_dict({"images": result.images, "labels": result.labels}, path)
+    return result
+
+
+def _cache_key(**fields: object) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]

@@ -1,0 +1,71 @@
+"""Evaluation: accuracy per task of one live image encoder, whose weights are swapped in place.
+
+Sweeps evaluate hundreds of merged models, so the :class:`Evaluator` builds the model once,
+keeps every test set normalised on the device, and for each candidate copies the merged weights
+into the existing encoder (``load_state_dict`` copies into the live parameters) and swaps the
+task's zero-shot head. Normalized accuracy follows the paper (eq. 3): merged accuracy divided by
+the fine-tuned model's accuracy on the same task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+from .data import ImageSplit, normalize
+from .models import ImageClassifier
+
+
+class Evaluator:
+    """Accuracy of ``classifier``'s encoder, with any weights, on a fixed set of labelled splits."""
+
+    def __init__(
+        self,
+        classifier: ImageClassifier,
+        heads: Mapping[str, Tensor],
+        splits: Mapping[str, ImageSplit],
+        *,
+        device: torch.device | str = "cpu",
+        batch_size: int = 1024,
+    ):
+        missing = sorted(set(splits) - set(heads))
+        if missing:
+            raise ValueError(f"no zero-shot head for task(s) {missing}")
+        self.classifier = classifier.to(device).eval()
+        self.device = device
+        self.batch_size = batch_size
+        self.heads = {task: heads[task].to(device) for task in splits}
+        self.inputs = {task: normalize(split.images, device) for task, split in splits.items()}
+        self.labels = {task: split.labels.to(device) for task, split in splits.items()}
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.inputs)
+
+    def load(self, encoder_state: Mapping[str, Tensor]) -> None:
+        """Copy ``encoder_state`` into the live encoder (strict: every key, every shape)."""
+        self.classifier.encoder.load_state_dict(encoder_state, strict=True)
+
+    @torch.inference_mode()
+    def accuracy(self, task: str) -> float:
+        """Top-1 accuracy of the current weights on ``task``."""
+        self.classifier.set_head(self.heads[task])
+        inputs, labels = self.inputs[task], self.labels[task]
+        correct = 0
+        for start in range(0, inputs.shape[0], self.batch_size):
+            logits = self.classifier(inputs[start:start + self.batch_size])
+            correct += int((logits.argmax(dim=1) == labels[start:start + self.batch_size]).sum())
+        return correct / inputs.shape[0]
+
+    def evaluate(self, encoder_state: Mapping[str, Tensor] | None = None, tasks: list[str] | None = None) -> dict[str, float]:
+        """Accuracy on ``tasks`` (default: all), after loading ``encoder_state`` if given."""
+        if encoder_state is not None:
+            self.load(encoder_state)
+        return {task: self.accuracy(task) for task in (tasks or self.tasks)}
+
+
+def normalized_accuracy(accuracy: Mapping[str, float], finetuned_accuracy: Mapping[str, float]) -> dict[str, float]:
+    """Per task: merged accuracy / fine-tuned accuracy on the same task (paper, eq. 3)."""
+    return {task: value / finetuned_accuracy[task] for task, value in accuracy.items()}

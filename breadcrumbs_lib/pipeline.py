@@ -1,0 +1,159 @@
+"""Build (or load from cache) everything a study needs: foundation, heads, data, fine-tuned models.
+
+:func:`prepare` is what the notebooks call. For the ``mini`` preset it pretrains the foundation
+contrastively on a generated caption corpus, builds each task's zero-shot head, and fine-tunes
+the image encoder once per task. Every artifact is cached under
+``<cache_dir>/<preset>/<size>/<key>/`` as safetensors, where ``key`` hashes everything that
+determines it (model config, recipe, seed, data version); a re-run loads them, and
+``recompute=True`` rebuilds them. Writes are atomic, so an interrupted run never leaves a
+checkpoint that loads wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .data import MINI_DATA_VERSION, ImageSplit, mini_split
+from .devices import pick_device
+from .mini_tasks import MINI_TASKS, pretraining_corpus
+from .models import MODEL_CONFIG_DIR, ImageClassifier, create_clip, tokenizer_for, zero_shot_head
+from .presets import Preset, get_preset
+from .state_dicts import StateDict, load_state_dict, save_state_dict
+from .training import finetune, pretrain_clip, tokenize
+
+DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "data" / "cache"
+
+
+@dataclass
+class Workbench:
+    """The artifacts of one preset and model size, ready for merging and evaluation."""
+
+    preset: Preset
+    size: str
+    device: torch.device
+    clip: nn.Module  # the foundation model (image and text towers)
+    heads: dict[str, Tensor]  # task -> frozen zero-shot head (C, D)
+    splits: dict[str, dict[str, ImageSplit]]  # task -> split -> images
+    base: StateDict  # the foundation's image-encoder weights: theta
+    finetuned: dict[str, StateDict]  # task -> fine-tuned image-encoder weights: theta'_t
+    curves: dict[str, list[float]] = field(default_factory=dict)  # "pretraining" / task -> loss per step
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of what was computed this run
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.preset.tasks)
+
+    def classifier(self) -> ImageClassifier:
+        """A classifier around a private copy of the foundation's image encoder."""
+        encoder = create_clip(self.preset.model_name(self.size), seed=0).visual
+        encoder.load_state_dict(self.base)
+        return ImageClassifier(encoder, next(iter(self.heads.values()))).to(self.device)
+
+
+def prepare(
+    preset: str | Preset = "mini",
+    size: str = "B-32",
+    *,
+    seed: int = 0,
+    recompute: bool = False,
+    cache_dir: str | Path = DEFAULT_CACHE_DIR,
+    device: str | torch.device | None = None,
+    tasks: list[str] | None = None,
+) -> Workbench:
+    """Foundation, heads, splits and fine-tuned encoders for ``preset`` / ``size`` (cached)."""
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    if preset.name != "mini":
+        raise NotImplementedError(f"preset {preset.name!r} is prepared by its own loader")  # see paper preset
+    tasks = list(preset.tasks if tasks is None else tasks)
+    unknown = sorted(set(tasks) - set(preset.tasks))
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown} for preset {preset.name!r}; expected some of {list(preset.tasks)}")
+    device = torch.device(device) if device is not None else pick_device()
+    model_name = preset.model_name(size)
+    folder = Path(cache_dir) / preset.name / size / _artifact_key(preset, model_name, seed)
+    seconds: dict[str, float] = {}
+    curves = _read_curves(folder)
+
+    clip, pretraining_curve = _foundation(preset, model_name, seed, folder, recompute, device, seconds)
+    if pretraining_curve is not None:
+        curves["pretraining"] = pretraining_curve
+    tokenizer = tokenizer_for(model_name)
+    heads = {task: zero_shot_head(clip, tokenizer, MINI_TASKS[task].classnames, MINI_TASKS[task].templates, device)
+             for task in tasks}
+    data_dir = Path(cache_dir) / preset.name
+    splits = {task: {split: mini_split(task, split, count, seed, data_dir) for split, count in preset.split_sizes.items()}
+              for task in tasks}
+    base = {key: value.detach().clone() for key, value in clip.visual.state_dict().items()}
+    bench = Workbench(preset, size, device, clip, heads, splits, base, {}, curves, seconds)
+    classifier = bench.classifier()
+    for task in tqdm(tasks, desc="fine-tuning", leave=False):
+        path = folder / "finetuned" / f"{task}.safetensors"
+        if path.exists() and not recompute:
+            bench.finetuned[task] = load_state_dict(path)
+            continue
+        start = time.perf_counter()
+        classifier.encoder.load_state_dict(base)
+        classifier.set_head(heads[task])
+        curves[task] = finetune(classifier, splits[task]["train"], preset.finetune, seed=seed, device=device,
+                                description=f"fine-tuning {task}")
+        seconds[f"fine-tuning {task}"] = time.perf_counter() - start
+        bench.finetuned[task] = {key: value.detach().cpu().clone() for key, value in classifier.encoder.state_dict().items()}
+        save_state_dict(bench.finetuned[task], path, metadata={"task": task, "base": model_name})
+        _write_curves(folder, curves)
+    return bench
+
+
+def _foundation(preset: Preset, model_name: str, seed: int, folder: Path, recompute: bool,
+                device: torch.device, seconds: dict[str, float]) -> tuple[nn.Module, list[float] | None]:
+    """The pretrained CLIP model: loaded from ``folder`` or pretrained now (and saved)."""
+    clip = create_clip(model_name, seed=seed, device=device)
+    path = folder / "foundation.safetensors"
+    if path.exists() and not recompute:
+        clip.load_state_dict(load_state_dict(path))
+        return clip.eval(), None
+    start = time.perf_counter()
+    images, captions = pretraining_corpus(preset.pretraining.corpus_per_class, seed)
+    images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+    tokens = tokenize(tokenizer_for(model_name), captions)
+    curve = pretrain_clip(clip, images, tokens, preset.pretraining.optim, seed=seed, device=device)
+    seconds["pretraining"] = time.perf_counter() - start
+    save_state_dict(clip.state_dict(), path, metadata={"model": model_name})
+    _write_curves(folder, {"pretraining": curve})
+    return clip.eval(), curve
+
+
+def _artifact_key(preset: Preset, model_name: str, seed: int) -> str:
+    """A hash of everything that determines the cached artifacts."""
+    config = json.loads((MODEL_CONFIG_DIR / f"{model_name}.json").read_text())
+    fields = {
+        "model": config,
+        "finetune": dataclasses.asdict(preset.finetune),
+        "pretraining": dataclasses.asdict(preset.pretraining) if preset.pretraining else None,
+        "splits": preset.split_sizes,
+        "seed": seed,
+        "data_version": MINI_DATA_VERSION,
+    }
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _read_curves(folder: Path) -> dict[str, list[float]]:
+    path = folder / "curves.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_curves(folder: Path, curves: dict[str, list[float]]) -> None:
+    """Merge ``curves`` into ``folder/curves.json``, atomically."""
+    merged = {**_read_curves(folder), **curves}
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / ".curves.json.tmp"
+    tmp.write_text(json.dumps(merged))
+    tmp.replace(folder / "curves.json")

@@ -1,0 +1,60 @@
+"""Presets: the offline ``mini`` setting that runs on this CPU, and the paper's real ``paper`` setting.
+
+Both share every piece of code downstream (model wrapper, head builder, fine-tuning loop,
+evaluation, merging); a preset only says which models, which tasks, and how much training.
+Model sizes are named after the paper's CLIP models in both presets: ``"B-32"``, ``"B-16"``,
+``"L-14"`` (in ``mini`` they are small analogues with the same ordering of scale).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .mini_tasks import MINI_TASKS
+from .training import OptimConfig
+
+SIZES = ("B-32", "B-16", "L-14")
+
+
+@dataclass(frozen=True)
+class MiniPretraining:
+    """How the ``mini`` foundation model is pretrained (contrastively, on generated captions)."""
+
+    corpus_per_class: int = 120
+    optim: OptimConfig = OptimConfig(steps=1500, batch_size=256, lr=2e-3, weight_decay=0.1, warmup_steps=150)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """What a run uses: tasks (in the paper's order of Table 1), model per size, training recipe."""
+
+    name: str
+    tasks: tuple[str, ...]
+    model_names: dict[str, str]
+    finetune: OptimConfig
+    split_sizes: dict[str, int] = field(default_factory=dict)  # mini: images per class per split
+    pretraining: MiniPretraining | None = None
+
+    def model_name(self, size: str) -> str:
+        if size not in self.model_names:
+            raise ValueError(f"unknown model size {size!r} for preset {self.name!r}; expected one of {list(self.model_names)}")
+        return self.model_names[size]
+
+
+MINI = Preset(
+    name="mini",
+    tasks=tuple(MINI_TASKS),
+    model_names={size: f"mini-ViT-{size}" for size in SIZES},
+    # the paper's recipe (AdamW, wd 0.1, cosine, 10% warm-up), scaled: 2000 -> 150 steps, 1e-5 -> 3e-4
+    finetune=OptimConfig(steps=150, batch_size=128, lr=3e-4, weight_decay=0.1, warmup_steps=15),
+    split_sizes={"train": 150, "val": 20, "test": 25},
+    pretraining=MiniPretraining(),
+)
+
+PRESETS = {"mini": MINI}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,122 @@
+"""Training loops: contrastive pretraining of a CLIP model, and fine-tuning of its image encoder.
+
+Fine-tuning follows the paper (section 4.1, after Ilharco et al.): AdamW with weight decay 0.1,
+a cosine learning-rate schedule after a linear warm-up, cross-entropy through the frozen
+zero-shot head, only the image encoder trained. Pretraining (the ``mini`` preset's own
+foundation) uses CLIP's symmetric contrastive loss on image-caption pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .data import ImageSplit, normalize, shuffled_batches
+from .models import ImageClassifier
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with a cosine schedule after ``warmup_steps`` of linear warm-up."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.1
+    warmup_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or not self.lr > 0 or not 0 <= self.warmup_steps <= self.steps:
+            raise ValueError(f"invalid optimisation settings: {self}")
+
+
+def cosine_with_warmup(step: int, config: OptimConfig) -> float:
+    """Learning-rate multiplier at ``step``: linear from 0 to 1 over the warm-up, then a cosine
+    from 1 down to 0 at ``config.steps``."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _optimizer(parameters, config: OptimConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_with_warmup(step, config))
+    return optimizer, scheduler
+
+
+def pretrain_clip(
+    clip_model: nn.Module,
+    images: Tensor,
+    tokens: Tensor,
+    config: OptimConfig,
+    *,
+    seed: int,
+    device: torch.device | str = "cpu",
+    description: str = "pretraining",
+) -> list[float]:
+    """Contrastive pretraining on image-caption pairs; returns the loss of every step.
+
+    Loss per batch: ``(CE(s * I @ T.T, diag) + CE(s * T @ I.T, diag)) / 2`` with normalised image
+    and text features ``I``, ``T`` and CLIP's learned temperature ``s``.
+    """
+    if images.shape[0] != tokens.shape[0]:
+        raise ValueError(f"{images.shape[0]} images but {tokens.shape[0]} captions")
+    clip_model.to(device).train()
+    optimizer, scheduler = _optimizer(clip_model.parameters(), config)
+    batches = shuffled_batches(images.shape[0], config.batch_size, seed)
+    losses = []
+    for _ in tqdm(range(config.steps), desc=description, leave=False):
+        index = next(batches)
+        image_features, text_features, scale = clip_model(normalize(images[index], device), tokens[index].to(device))[:3]
+        logits = scale * image_features @ text_features.T
+        target = torch.arange(len(index), device=device)
+        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        _step(optimizer, scheduler, loss)
+        with torch.no_grad():
+            clip_model.logit_scale.clamp_(0, math.log(100))
+        losses.append(float(loss.detach()))
+    clip_model.eval()
+    return losses
+
+
+def finetune(
+    classifier: ImageClassifier,
+    train: ImageSplit,
+    config: OptimConfig,
+    *,
+    seed: int,
+    device: torch.device | str = "cpu",
+    description: str = "fine-tuning",
+) -> list[float]:
+    """Fine-tune ``classifier.encoder`` through its frozen head; returns the loss of every step."""
+    torch.manual_seed(seed)
+    classifier.to(device).train()
+    optimizer, scheduler = _optimizer(classifier.encoder.parameters(), config)
+    batches = shuffled_batches(len(train), config.batch_size, seed)
+    losses = []
+    for _ in tqdm(range(config.steps), desc=description, leave=False):
+        index = next(batches)
+        loss = F.cross_entropy(classifier(normalize(train.images[index], device)), train.labels[index].to(device))
+        _step(optimizer, scheduler, loss)
+        losses.append(float(loss.detach()))
+    classifier.eval()
+    return losses
+
+
+def _step(optimizer: torch.optim.Optimizer, scheduler, loss: Tensor) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+
+
+def tokenize(tokenizer: Callable[[Sequence[str]], Tensor], captions: Sequence[str], batch: int = 4096) -> Tensor:
+    """Tokenise many captions in batches (open_clip tokenizers return ``(n, context_length)``)."""
+    return torch.cat([tokenizer(list(captions[i:i + batch])) for i in range(0, len(captions), batch)])

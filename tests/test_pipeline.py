@@ -1,0 +1,98 @@
+"""End-to-end smoke run of the mini pipeline on a tiny configuration, and its cache."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from breadcrumbs_lib import merge
+from breadcrumbs_lib.evaluation import Evaluator, normalized_accuracy
+from breadcrumbs_lib.pipeline import prepare
+from breadcrumbs_lib.presets import MINI, MiniPretraining
+from breadcrumbs_lib.training import OptimConfig, cosine_with_warmup
+
+TINY = dataclasses.replace(
+    MINI,
+    finetune=OptimConfig(steps=6, batch_size=16, lr=1e-3, warmup_steps=2),
+    split_sizes={"train": 4, "val": 2, "test": 3},
+    pretraining=MiniPretraining(corpus_per_class=2, optim=OptimConfig(steps=6, batch_size=32, lr=1e-3, warmup_steps=1)),
+)
+TASKS = ["signs", "letters"]
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    return cache, prepare(TINY, "B-32", tasks=TASKS, cache_dir=cache, device="cpu")
+
+
+def test_prepare_pretrains_finetunes_and_evaluates(tiny_bench):
+    _, bench = tiny_bench
+    assert set(bench.finetuned) == set(TASKS)
+    assert len(bench.curves["pretraining"]) == 6 and len(bench.curves["signs"]) == 6
+    assert {"pretraining", "fine-tuning signs", "fine-tuning letters"} <= set(bench.seconds)
+    for task in TASKS:
+        assert not torch.equal(bench.finetuned[task]["conv1.weight"], bench.base["conv1.weight"])
+    evaluator = Evaluator(bench.classifier(), bench.heads, {task: bench.splits[task]["test"] for task in TASKS})
+    zero_shot = evaluator.evaluate(bench.base)
+    finetuned = {task: evaluator.evaluate(bench.finetuned[task], [task])[task] for task in TASKS}
+    merged = merge(bench.base, [bench.finetuned[task] for task in TASKS], "breadcrumbs", alpha=0.5, beta=0.5, gamma=0.05)
+    accuracy = evaluator.evaluate(merged)
+    for table in (zero_shot, finetuned, accuracy):
+        assert set(table) == set(TASKS) and all(0.0 <= value <= 1.0 for value in table.values())
+    ratios = normalized_accuracy(accuracy, {task: max(value, 1e-9) for task, value in finetuned.items()})
+    assert set(ratios) == set(TASKS)
+
+
+def test_a_second_run_reuses_the_cache_and_recompute_rebuilds(tiny_bench):
+    cache, bench = tiny_bench
+    again = prepare(TINY, "B-32", tasks=TASKS, cache_dir=cache, device="cpu")
+    assert again.seconds == {}
+    for task in TASKS:
+        for key, value in bench.finetuned[task].items():
+            assert torch.equal(again.finetuned[task][key], value)
+    rebuilt = prepare(TINY, "B-32", tasks=["signs"], cache_dir=cache, device="cpu", recompute=True)
+    assert {"pretraining", "fine-tuning signs"} <= set(rebuilt.seconds)
+    for key, value in bench.finetuned["signs"].items():  # same seed, same numbers
+        assert torch.equal(rebuilt.finetuned["signs"][key], value)
+
+
+def test_an_interrupted_run_leaves_only_whole_checkpoints(tmp_path, monkeypatch):
+    from breadcrumbs_lib import pipeline
+
+    calls = []
+
+    def finetune_then_crash(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_finetune(*args, **kwargs)
+
+    real_finetune = pipeline.finetune
+    monkeypatch.setattr(pipeline, "finetune", finetune_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(TINY, "B-32", tasks=TASKS, cache_dir=tmp_path, device="cpu")
+    written = sorted(path.name for path in tmp_path.rglob("*") if path.is_file() and "datasets" not in path.parts)
+    assert written == ["curves.json", "foundation.safetensors", "signs.safetensors"]
+    monkeypatch.setattr(pipeline, "finetune", real_finetune)
+    resumed = prepare(TINY, "B-32", tasks=TASKS, cache_dir=tmp_path, device="cpu")
+    assert set(resumed.seconds) == {"fine-tuning letters"}
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="unknown model size 'H-14'"):
+        prepare(TINY, "H-14")
+    with pytest.raises(ValueError, match="unknown task\\(s\\) \\['cifar'\\]"):
+        prepare(TINY, "B-32", tasks=["cifar"])
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        prepare("huge")
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    config = OptimConfig(steps=100, batch_size=1, lr=1.0, warmup_steps=10)
+    values = [cosine_with_warmup(step, config) for step in range(100)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(values[10:], values[11:]))
+    assert values[-1] < 0.01
