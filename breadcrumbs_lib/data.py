@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +57,23 @@ def shuffled_batches(num_items: int, batch_size: int, seed: int) -> Iterator[Ten
             yield order[start:start + batch_size]
         if num_items < batch_size:
             yield order
+
+
+#: Labelled images for training or evaluation: a generated in-memory split, or any iterable of
+#: ``(normalised images, labels)`` batches such as a torch ``DataLoader`` over a real dataset.
+Images = ImageSplit | Iterable[tuple[Tensor, Tensor]]
+
+
+def training_batches(train: Images, batch_size: int, seed: int, device: torch.device | str) -> Iterator[tuple[Tensor, Tensor]]:
+    """Endless ``(normalised images, labels)`` batches on ``device``: seeded reshuffles of an
+    in-memory split, or repeated passes over a loader (whose own sampler shuffles)."""
+    if isinstance(train, ImageSplit):
+        for index in shuffled_batches(len(train), batch_size, seed):
+            yield normalize(train.images[index], device), train.labels[index].to(device)
+    else:
+        while True:
+            for images, labels in train:
+                yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
 def mini_split(task: str, split: str, per_class: int, seed: int, cache_dir: Path | None = None) -> ImageSplit:

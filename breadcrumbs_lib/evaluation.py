@@ -14,18 +14,22 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-from .data import ImageSplit, normalize
+from .data import Images, ImageSplit, normalize
 from .models import ImageClassifier
 
 
 class Evaluator:
-    """Accuracy of ``classifier``'s encoder, with any weights, on a fixed set of labelled splits."""
+    """Accuracy of ``classifier``'s encoder, with any weights, on a fixed set of labelled splits.
+
+    In-memory splits are normalised once and kept on the device; other ``splits`` (loaders over
+    real datasets) are streamed at every evaluation.
+    """
 
     def __init__(
         self,
         classifier: ImageClassifier,
         heads: Mapping[str, Tensor],
-        splits: Mapping[str, ImageSplit],
+        splits: Mapping[str, Images],
         *,
         device: torch.device | str = "cpu",
         batch_size: int = 1024,
@@ -37,12 +41,14 @@ class Evaluator:
         self.device = device
         self.batch_size = batch_size
         self.heads = {task: heads[task].to(device) for task in splits}
-        self.inputs = {task: normalize(split.images, device) for task, split in splits.items()}
-        self.labels = {task: split.labels.to(device) for task, split in splits.items()}
+        self.splits = {
+            task: (normalize(split.images, device), split.labels.to(device)) if isinstance(split, ImageSplit) else split
+            for task, split in splits.items()
+        }
 
     @property
     def tasks(self) -> list[str]:
-        return list(self.inputs)
+        return list(self.splits)
 
     def load(self, encoder_state: Mapping[str, Tensor]) -> None:
         """Copy ``encoder_state`` into the live encoder (strict: every key, every shape)."""
@@ -52,12 +58,19 @@ class Evaluator:
     def accuracy(self, task: str) -> float:
         """Top-1 accuracy of the current weights on ``task``."""
         self.classifier.set_head(self.heads[task])
-        inputs, labels = self.inputs[task], self.labels[task]
-        correct = 0
-        for start in range(0, inputs.shape[0], self.batch_size):
-            logits = self.classifier(inputs[start:start + self.batch_size])
-            correct += int((logits.argmax(dim=1) == labels[start:start + self.batch_size]).sum())
-        return correct / inputs.shape[0]
+        correct = total = 0
+        for images, labels in self._batches(task):
+            correct += int((self.classifier(images.to(self.device)).argmax(dim=1) == labels.to(self.device)).sum())
+            total += labels.shape[0]
+        return correct / total
+
+    def _batches(self, task: str):
+        split = self.splits[task]
+        if isinstance(split, tuple):
+            inputs, labels = split
+            return ((inputs[i:i + self.batch_size], labels[i:i + self.batch_size])
+                    for i in range(0, inputs.shape[0], self.batch_size))
+        return split
 
     def evaluate(self, encoder_state: Mapping[str, Tensor] | None = None, tasks: list[str] | None = None) -> dict[str, float]:
         """Accuracy on ``tasks`` (default: all), after loading ``encoder_state`` if given."""

@@ -22,12 +22,14 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .data import MINI_DATA_VERSION, ImageSplit, mini_split
+from .data import MINI_DATA_VERSION, Images, mini_split
 from .devices import pick_device
 from .mini_tasks import MINI_TASKS, pretraining_corpus
 from .models import MODEL_CONFIG_DIR, ImageClassifier, create_clip, tokenizer_for, zero_shot_head
+from .paper_data import check_paper_assets, load_pretrained_clip, load_split_datasets, loader
+from .paper_tasks import PAPER_TASKS
 from .presets import Preset, get_preset
-from .state_dicts import StateDict, load_state_dict, save_state_dict
+from .state_dicts import StateDict, check_same_layout, load_state_dict, save_state_dict
 from .training import finetune, pretrain_clip, tokenize
 
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "data" / "cache"
@@ -42,7 +44,7 @@ class Workbench:
     device: torch.device
     clip: nn.Module  # the foundation model (image and text towers)
     heads: dict[str, Tensor]  # task -> frozen zero-shot head (C, D)
-    splits: dict[str, dict[str, ImageSplit]]  # task -> split -> images
+    splits: dict[str, dict[str, Images]]  # task -> split -> images (in memory, or a loader)
     base: StateDict  # the foundation's image-encoder weights: theta
     finetuned: dict[str, StateDict]  # task -> fine-tuned image-encoder weights: theta'_t
     curves: dict[str, list[float]] = field(default_factory=dict)  # "pretraining" / task -> loss per step
@@ -50,7 +52,8 @@ class Workbench:
 
     @property
     def tasks(self) -> list[str]:
-        return list(self.preset.tasks)
+        """The tasks prepared (all of the preset's, or the subset asked for)."""
+        return list(self.heads)
 
     def classifier(self) -> ImageClassifier:
         """A classifier around a private copy of the foundation's image encoder."""
@@ -68,48 +71,104 @@ def prepare(
     cache_dir: str | Path = DEFAULT_CACHE_DIR,
     device: str | torch.device | None = None,
     tasks: list[str] | None = None,
+    data_root: str | Path | None = None,
+    weights: dict[str, str | Path] | None = None,
+    finetuned_dir: str | Path | None = None,
+    download: bool = False,
 ) -> Workbench:
-    """Foundation, heads, splits and fine-tuned encoders for ``preset`` / ``size`` (cached)."""
+    """Foundation, heads, splits and fine-tuned encoders for ``preset`` / ``size`` (cached).
+
+    ``data_root``, ``weights`` (size -> CLIP checkpoint file) and ``finetuned_dir`` (holding
+    ``<size>/<task>.safetensors`` or ``.pt`` encoder or CLIP state dicts) and ``download``
+    (fetch CLIP's weights if they are not cached) serve the ``paper`` preset: see :mod:`.paper_data`.
+    """
     preset = get_preset(preset) if isinstance(preset, str) else preset
-    if preset.name != "mini":
-        raise NotImplementedError(f"preset {preset.name!r} is prepared by its own loader")  # see paper preset
     tasks = list(preset.tasks if tasks is None else tasks)
     unknown = sorted(set(tasks) - set(preset.tasks))
     if unknown:
         raise ValueError(f"unknown task(s) {unknown} for preset {preset.name!r}; expected some of {list(preset.tasks)}")
-    device = torch.device(device) if device is not None else pick_device()
     model_name = preset.model_name(size)
+    device = torch.device(device) if device is not None else pick_device()
     folder = Path(cache_dir) / preset.name / size / _artifact_key(preset, model_name, seed)
+    if preset.name == "paper":
+        bench = _paper_workbench(preset, size, tasks, seed, device, data_root, (weights or {}).get(size), download)
+        _load_finetuned(bench, finetuned_dir)
+    else:
+        bench = _mini_workbench(preset, size, tasks, seed, device, folder, recompute, Path(cache_dir) / preset.name)
+    _finetune_missing(bench, folder, recompute, seed)
+    return bench
+
+
+def _mini_workbench(preset: Preset, size: str, tasks: list[str], seed: int, device: torch.device, folder: Path,
+                    recompute: bool, data_dir: Path) -> Workbench:
+    model_name = preset.model_name(size)
     seconds: dict[str, float] = {}
     curves = _read_curves(folder)
-
     clip, pretraining_curve = _foundation(preset, model_name, seed, folder, recompute, device, seconds)
     if pretraining_curve is not None:
         curves["pretraining"] = pretraining_curve
     tokenizer = tokenizer_for(model_name)
     heads = {task: zero_shot_head(clip, tokenizer, MINI_TASKS[task].classnames, MINI_TASKS[task].templates, device)
              for task in tasks}
-    data_dir = Path(cache_dir) / preset.name
     splits = {task: {split: mini_split(task, split, count, seed, data_dir) for split, count in preset.split_sizes.items()}
               for task in tasks}
     base = {key: value.detach().clone() for key, value in clip.visual.state_dict().items()}
-    bench = Workbench(preset, size, device, clip, heads, splits, base, {}, curves, seconds)
-    classifier = bench.classifier()
-    for task in tqdm(tasks, desc="fine-tuning", leave=False):
+    return Workbench(preset, size, device, clip, heads, splits, base, {}, curves, seconds)
+
+
+def _paper_workbench(preset: Preset, size: str, tasks: list[str], seed: int, device: torch.device,
+                     data_root: str | Path | None, weights: str | Path | None, download: bool) -> Workbench:
+    model_name = preset.model_name(size)
+    check_paper_assets(data_root, tasks, model_name, weights, download)
+    clip, preprocess = load_pretrained_clip(model_name, weights, device=device, download=download)
+    tokenizer = tokenizer_for(model_name)
+    heads, splits = {}, {}
+    for task in tasks:
+        datasets, classnames = load_split_datasets(task, data_root, preprocess, seed)
+        heads[task] = zero_shot_head(clip, tokenizer, classnames, PAPER_TASKS[task].templates, device)
+        splits[task] = {name: loader(dataset, batch_size=preset.finetune.batch_size, shuffle=name == "train", seed=seed)
+                        for name, dataset in datasets.items()}
+    base = {key: value.detach().cpu().clone() for key, value in clip.visual.state_dict().items()}
+    return Workbench(preset, size, device, clip, heads, splits, base, {}, {}, {})
+
+
+def _load_finetuned(bench: Workbench, finetuned_dir: str | Path | None) -> None:
+    """Take already fine-tuned models from ``finetuned_dir/<size>/<task>.{safetensors,pt}``
+    (image-encoder state dicts, or whole CLIP state dicts whose ``visual.*`` part is used)."""
+    if finetuned_dir is None:
+        return
+    for task in bench.tasks:
+        for suffix in (".safetensors", ".pt"):
+            path = Path(finetuned_dir) / bench.size / f"{task}{suffix}"
+            if path.exists():
+                state = load_state_dict(path)
+                if any(key.startswith("visual.") for key in state):
+                    state = {key[len("visual."):]: value for key, value in state.items() if key.startswith("visual.")}
+                check_same_layout(bench.base, state, str(path))
+                bench.finetuned[task] = state
+                break
+
+
+def _finetune_missing(bench: Workbench, folder: Path, recompute: bool, seed: int) -> None:
+    """Fine-tune (and cache) every task that has no fine-tuned encoder yet."""
+    classifier = None
+    for task in tqdm(bench.tasks, desc="fine-tuned models", leave=False):
         path = folder / "finetuned" / f"{task}.safetensors"
+        if task in bench.finetuned:
+            continue
         if path.exists() and not recompute:
             bench.finetuned[task] = load_state_dict(path)
             continue
+        classifier = classifier or bench.classifier()
         start = time.perf_counter()
-        classifier.encoder.load_state_dict(base)
-        classifier.set_head(heads[task])
-        curves[task] = finetune(classifier, splits[task]["train"], preset.finetune, seed=seed, device=device,
-                                description=f"fine-tuning {task}")
-        seconds[f"fine-tuning {task}"] = time.perf_counter() - start
+        classifier.encoder.load_state_dict(bench.base)
+        classifier.set_head(bench.heads[task])
+        bench.curves[task] = finetune(classifier, bench.splits[task]["train"], bench.preset.finetune, seed=seed,
+                                      device=bench.device, description=f"fine-tuning {task}")
+        bench.seconds[f"fine-tuning {task}"] = time.perf_counter() - start
         bench.finetuned[task] = {key: value.detach().cpu().clone() for key, value in classifier.encoder.state_dict().items()}
-        save_state_dict(bench.finetuned[task], path, metadata={"task": task, "base": model_name})
-        _write_curves(folder, curves)
-    return bench
+        save_state_dict(bench.finetuned[task], path, metadata={"task": task, "base": bench.preset.model_name(bench.size)})
+        _write_curves(folder, {task: bench.curves[task]})
 
 
 def _foundation(preset: Preset, model_name: str, seed: int, folder: Path, recompute: bool,
@@ -133,14 +192,14 @@ def _foundation(preset: Preset, model_name: str, seed: int, folder: Path, recomp
 
 def _artifact_key(preset: Preset, model_name: str, seed: int) -> str:
     """A hash of everything that determines the cached artifacts."""
-    config = json.loads((MODEL_CONFIG_DIR / f"{model_name}.json").read_text())
+    config_file = MODEL_CONFIG_DIR / f"{model_name}.json"
     fields = {
-        "model": config,
+        "model": json.loads(config_file.read_text()) if config_file.exists() else model_name,
         "finetune": dataclasses.asdict(preset.finetune),
         "pretraining": dataclasses.asdict(preset.pretraining) if preset.pretraining else None,
         "splits": preset.split_sizes,
         "seed": seed,
-        "data_version": MINI_DATA_VERSION,
+        "data_version": MINI_DATA_VERSION if preset.name == "mini" else None,
     }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 

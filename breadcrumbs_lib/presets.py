@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .mini_tasks import MINI_TASKS
+from .paper_tasks import PAPER_TASKS
 from .training import OptimConfig
 
 SIZES = ("B-32", "B-16", "L-14")
@@ -51,7 +52,15 @@ MINI = Preset(
     pretraining=MiniPretraining(),
 )
 
-PRESETS = {"mini": MINI}
+PAPER = Preset(
+    name="paper",
+    tasks=tuple(PAPER_TASKS),
+    model_names={size: f"ViT-{size}" for size in SIZES},
+    # section 4.1: AdamW, lr 1e-5, weight decay 0.1, batch 128, 2000 iterations, cosine, 200 warm-up steps
+    finetune=OptimConfig(steps=2000, batch_size=128, lr=1e-5, weight_decay=0.1, warmup_steps=200),
+)
+
+PRESETS = {"mini": MINI, "paper": PAPER}
 
 
 def get_preset(name: str) -> Preset:

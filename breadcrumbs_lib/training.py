@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .data import ImageSplit, normalize, shuffled_batches
+from .data import Images, normalize, shuffled_batches, training_batches
 from .models import ImageClassifier
 
 
@@ -88,22 +88,28 @@ def pretrain_clip(
 
 def finetune(
     classifier: ImageClassifier,
-    train: ImageSplit,
+    train: Images,
     config: OptimConfig,
     *,
     seed: int,
     device: torch.device | str = "cpu",
     description: str = "fine-tuning",
 ) -> list[float]:
-    """Fine-tune ``classifier.encoder`` through its frozen head; returns the loss of every step."""
+    """Fine-tune ``classifier.encoder`` through its frozen head; returns the loss of every step.
+
+    On CUDA the forward pass runs in bfloat16 autocast (mixed precision); weights and optimiser
+    state stay float32.
+    """
     torch.manual_seed(seed)
     classifier.to(device).train()
     optimizer, scheduler = _optimizer(classifier.encoder.parameters(), config)
-    batches = shuffled_batches(len(train), config.batch_size, seed)
+    batches = training_batches(train, config.batch_size, seed, device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda")
     losses = []
     for _ in tqdm(range(config.steps), desc=description, leave=False):
-        index = next(batches)
-        loss = F.cross_entropy(classifier(normalize(train.images[index], device)), train.labels[index].to(device))
+        images, labels = next(batches)
+        with autocast:
+            loss = F.cross_entropy(classifier(images).float(), labels)
         _step(optimizer, scheduler, loss)
         losses.append(float(loss.detach()))
     classifier.eval()

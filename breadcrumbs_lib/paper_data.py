@@ -1,0 +1,153 @@
+"""The ``paper`` preset's real inputs: open_clip's pretrained CLIP weights and the eight datasets.
+
+Nothing here downloads unless asked to (``download=True``, for CLIP's weights).
+:func:`check_paper_assets` runs first and raises one :class:`PaperAssetsMissing` that lists every
+missing weight file and dataset folder and says how to provide them, instead of a stack trace
+from deep inside a download.
+
+Datasets are read with torchvision (``download=False``) from ``data_root`` in torchvision's own
+folder layout, RESISC45 with an ``ImageFolder`` over ``data_root/resisc45/NWPU-RESISC45``. Splits
+follow Table 1: a seeded validation share of the training set (10%, at most 5,000 images);
+datasets without an official split (EuroSAT, RESISC45, SUN397) are split by a seeded shuffle into
+the sizes of Table 1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import open_clip
+import torch
+from torch import nn
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
+
+from .paper_tasks import PAPER_TASKS, clean_classname
+
+
+class PaperAssetsMissing(FileNotFoundError):
+    """Raised before any work when the ``paper`` preset lacks weights, datasets or checkpoints."""
+
+
+HOW_TO_PROVIDE = (
+    "The paper preset reads its inputs from disk and downloads nothing unless asked to:\n"
+    "  * CLIP weights: pass weights={size: '/path/to/ViT-B-32.pt'}, or download=True on a machine with "
+    "internet (open_clip then caches them);\n"
+    "  * datasets: pass data_root=/path/to/datasets holding torchvision's folders "
+    "(stanford_cars, dtd, eurosat, gtsrb, MNIST, svhn, SUN397) and resisc45/NWPU-RESISC45/<class>/;\n"
+    "  * already fine-tuned models (optional): pass finetuned_dir=/path holding <size>/<task>.safetensors or .pt."
+)
+
+
+def local_weights(model_name: str, pretrained: str = "openai") -> Path | None:
+    """The cached file of open_clip's ``pretrained`` weights for ``model_name``, if one is on
+    disk (Hugging Face cache, or open_clip's URL cache); never touches the network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    config = open_clip.get_pretrained_cfg(model_name, pretrained)
+    if not config:
+        raise ValueError(f"open_clip has no pretrained weights {pretrained!r} for {model_name!r}")
+    if config.get("hf_hub"):
+        for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+            found = try_to_load_from_cache(config["hf_hub"].rstrip("/"), filename)
+            if isinstance(found, str):
+                return Path(found)
+    if config.get("url"):
+        found = Path.home() / ".cache" / "clip" / os.path.basename(config["url"])
+        if found.is_file():
+            return found
+    return None
+
+
+def load_pretrained_clip(model_name: str, weights: str | Path | None = None, pretrained: str = "openai",
+                         device: torch.device | str = "cpu", download: bool = False) -> tuple[nn.Module, Callable]:
+    """The pretrained open_clip model and its evaluation preprocessing.
+
+    ``weights`` is a checkpoint file of the paper's (OpenAI) CLIP weights; by default the copy
+    in the local open_clip / Hugging Face cache is used. Without ``download=True`` nothing is
+    fetched, and :class:`PaperAssetsMissing` is raised at once when neither is there.
+    """
+    if weights is not None and not Path(weights).is_file():
+        raise PaperAssetsMissing(f"CLIP weights for {model_name}: file not found: {weights}\n{HOW_TO_PROVIDE}")
+    path = Path(weights) if weights is not None else local_weights(model_name, pretrained)
+    if path is None and download:
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained, device=device)
+        return model.eval(), preprocess
+    if path is None:
+        raise PaperAssetsMissing(f"CLIP weights {pretrained!r} for {model_name} are not in the local cache.\n{HOW_TO_PROVIDE}")
+    quick_gelu = bool(open_clip.get_pretrained_cfg(model_name, pretrained).get("quick_gelu", False))
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        model_name, pretrained=str(path), device=device, force_quick_gelu=quick_gelu
+    )
+    return model.eval(), preprocess
+
+
+def load_split_datasets(task: str, data_root: str | Path, transform: Callable, seed: int) -> tuple[dict[str, Dataset], list[str]]:
+    """``({"train", "val", "test"} -> dataset, class names)`` of one of the paper's datasets."""
+    import torchvision.datasets as tv
+
+    root = Path(data_root)
+    spec = PAPER_TASKS[task]
+    n_train, n_val, n_test = spec.split_sizes
+    try:
+        if task == "Cars":
+            train, test = (tv.StanfordCars(root, split=s, transform=transform) for s in ("train", "test"))
+            classes = train.classes
+        elif task == "DTD":
+            parts = [tv.DTD(root, split=s, transform=transform) for s in ("train", "val", "test")]
+            train, test, classes = ConcatDataset(parts[:2]), parts[2], parts[0].classes
+        elif task == "GTSRB":
+            train, test = (tv.GTSRB(root, split=s, transform=transform) for s in ("train", "test"))
+            classes = None
+        elif task == "MNIST":
+            train, test = (tv.MNIST(root, train=flag, transform=transform) for flag in (True, False))
+            classes = None
+        elif task == "SVHN":
+            train, test = (tv.SVHN(root, split=s, transform=transform) for s in ("train", "test"))
+            classes = None
+        else:  # no official train/test split: EuroSAT, RESISC45, SUN397
+            if task == "EuroSAT":
+                full = tv.EuroSAT(root, transform=transform)
+            elif task == "SUN397":
+                full = tv.SUN397(root, transform=transform)
+            else:
+                full = tv.ImageFolder(root / "resisc45" / "NWPU-RESISC45", transform=transform)
+            order = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed)).tolist()
+            test = Subset(full, order[:n_test])
+            train = Subset(full, order[n_test:n_test + n_train + n_val])
+            classes = full.classes
+    except (RuntimeError, FileNotFoundError) as error:
+        raise PaperAssetsMissing(f"dataset {task} not found under {root} ({error}).\n{HOW_TO_PROVIDE}") from None
+    names = list(spec.classnames) if spec.classnames is not None else [clean_classname(c) for c in classes]
+    if len(names) != spec.num_classes:
+        raise ValueError(f"dataset {task} under {root} has {len(names)} classes, expected {spec.num_classes}")
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = min(n_val, len(train) // 10) if task not in ("EuroSAT", "RESISC45", "SUN397") else n_val
+    return {"train": Subset(train, order[n_val:]), "val": Subset(train, order[:n_val]), "test": test}, names
+
+
+def loader(dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    """A DataLoader with a seeded shuffle and a worker per core (at most 8)."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=min(8, os.cpu_count() or 1),
+                      generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available())
+
+
+def check_paper_assets(data_root: str | Path | None, tasks: list[str], model_name: str,
+                       weights: str | Path | None = None, download: bool = False) -> None:
+    """Raise :class:`PaperAssetsMissing` naming every missing input: the CLIP weights of
+    ``model_name`` and the dataset folder of each task under ``data_root``."""
+    missing = []
+    if weights is not None and not Path(weights).is_file():
+        missing.append(f"CLIP weights file {weights}")
+    elif weights is None and not download and local_weights(model_name) is None:
+        missing.append(f"CLIP weights 'openai' for {model_name} (not in the local cache)")
+    if data_root is None:
+        missing.append("data_root (no dataset folder given)")
+    else:
+        root = Path(data_root)
+        expected = {"Cars": "stanford_cars", "DTD": "dtd", "EuroSAT": "eurosat", "GTSRB": "gtsrb", "MNIST": "MNIST",
+                    "RESISC45": "resisc45", "SUN397": "SUN397", "SVHN": "svhn"}
+        missing += [f"dataset {task} ({root / expected[task]})" for task in tasks if not (root / expected[task]).exists()]
+    if missing:
+        raise PaperAssetsMissing("the paper preset is missing: " + "; ".join(missing) + ".\n" + HOW_TO_PROVIDE)

@@ -1,0 +1,66 @@
+"""The paper preset: registry, the real ViT-B-32 architecture offline, and a clear offline error."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from breadcrumbs_lib import merge
+from breadcrumbs_lib.models import create_clip
+from breadcrumbs_lib.paper_data import PaperAssetsMissing, check_paper_assets, load_pretrained_clip
+from breadcrumbs_lib.paper_tasks import PAPER_TASKS, clean_classname
+from breadcrumbs_lib.pipeline import prepare
+from breadcrumbs_lib.presets import PAPER
+
+EXPECTED = {"Cars": 196, "DTD": 47, "EuroSAT": 10, "GTSRB": 43, "MNIST": 10, "RESISC45": 45, "SUN397": 397, "SVHN": 10}
+
+
+def test_registry_has_the_papers_datasets_class_counts_and_templates():
+    assert {name: task.num_classes for name, task in PAPER_TASKS.items()} == EXPECTED
+    assert PAPER_TASKS["MNIST"].split_sizes == (55000, 5000, 10000)
+    assert PAPER_TASKS["SUN397"].split_sizes == (17865, 1985, 19850)
+    for task in PAPER_TASKS.values():
+        assert task.templates and all(template.count("{}") == 1 for template in task.templates)
+        if task.classnames is not None:
+            assert len(task.classnames) == task.num_classes
+    assert len(PAPER_TASKS["RESISC45"].templates) == 18 and len(PAPER_TASKS["DTD"].templates) == 8
+    assert PAPER_TASKS["GTSRB"].classnames[14] == "stop"
+    assert clean_classname("/a/abbey") == "abbey" and clean_classname("baseball_diamond") == "baseball diamond"
+
+
+def test_paper_recipe_is_the_papers():
+    assert (PAPER.finetune.steps, PAPER.finetune.batch_size, PAPER.finetune.lr) == (2000, 128, 1e-5)
+    assert (PAPER.finetune.weight_decay, PAPER.finetune.warmup_steps) == (0.1, 200)
+    assert PAPER.model_names == {"B-32": "ViT-B-32", "B-16": "ViT-B-16", "L-14": "ViT-L-14"}
+
+
+def test_vit_b32_architecture_builds_offline_and_merges():
+    encoder = create_clip("ViT-B-32", seed=0).visual
+    base = {key: value.detach().clone() for key, value in encoder.state_dict().items()}
+    assert sum(value.numel() for value in base.values()) == 87_849_216
+    generator = torch.Generator().manual_seed(0)
+    finetuned = [{key: value + 1e-3 * torch.randn(value.shape, generator=generator) for key, value in base.items()}
+                 for _ in range(2)]
+    merged = merge(base, finetuned, "breadcrumbs", alpha=0.3, beta=0.85, gamma=0.01)
+    encoder.load_state_dict(merged)
+    with torch.inference_mode():
+        assert encoder(torch.randn(1, 3, 224, 224)).shape == (1, 512)
+
+
+def test_offline_the_paper_preset_fails_fast_naming_what_is_missing(tmp_path):
+    start = time.perf_counter()
+    with pytest.raises(PaperAssetsMissing) as caught:
+        prepare("paper", "B-32", data_root=tmp_path, cache_dir=tmp_path / "cache")
+    message = str(caught.value)
+    assert time.perf_counter() - start < 30
+    assert "CLIP weights 'openai' for ViT-B-32" in message and "dataset SUN397" in message
+    assert "weights={size:" in message and "data_root" in message
+    (tmp_path / "MNIST").mkdir()
+    with pytest.raises(PaperAssetsMissing) as caught:
+        check_paper_assets(tmp_path, ["MNIST", "SVHN"], "ViT-B-32", weights=tmp_path / "missing.pt")
+    assert "dataset MNIST" not in str(caught.value) and "dataset SVHN" in str(caught.value)
+    assert "missing.pt" in str(caught.value)
+    with pytest.raises(PaperAssetsMissing, match="not in the local cache"):
+        load_pretrained_clip("ViT-B-32")
