@@ -1,6 +1,8 @@
 # The two commands of the README:
-#   make run    the main job (for now: the merge benchmark; later: every notebook via papermill)
+#   make run    the main job (for now: the mini preset end to end, with its table; later: every
+#               notebook via papermill)
 #   make test   the test suite
+# Also: make bench (both benchmarks, timed from scratch).
 # Both create a project-local virtual environment in .venv on first use and reuse it after;
 # it is rebuilt when pyproject.toml changes.
 
@@ -16,10 +18,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	touch $(STAMP)
 
-run: bench
+run: $(STAMP)
+	$(PY) benchmarks/bench_mini.py --cache data/cache
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_merge.py
+	$(PY) benchmarks/bench_merge.py --repeats 7
+	$(PY) benchmarks/bench_mini.py
 
 test: $(STAMP)
 	$(PY) -m pytest

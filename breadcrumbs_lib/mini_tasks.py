@@ -18,9 +18,8 @@ mini task          paper        what an image is
 ``letters``        Cars         confusable capital letters in many fonts (fine-grained)
 =================  ===========  =============================================================
 
-Sources that are photographs (digits, photo crops, photographed textures) are split by source
-image or image region between train, validation and test, so that no test image is a
-re-rendering of a training source.
+Sources that are photographs are kept apart between training and testing: digits by source
+image, photographed textures by image rows, photo crops by (partly overlapping) image columns.
 """
 
 from __future__ import annotations
@@ -51,6 +50,7 @@ class MiniTask:
     classnames: tuple[str, ...]
     templates: tuple[str, ...]
     concept: str  # how a caption names a class, e.g. "a {} traffic sign"
+    generic: str  # how a caption describes an image without naming its class, e.g. "a road sign"
     draw: Generator  # (rng, label, split) -> uint8 image (IMAGE_SIZE, IMAGE_SIZE, 3)
 
     @property
@@ -95,13 +95,6 @@ def _font_paths() -> tuple[str, ...]:
 @functools.lru_cache(maxsize=256)
 def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(path, size)
-
-
-def _split_fonts(split: str) -> tuple[str, ...]:
-    """Fonts available to a split: test and validation see held-out font files."""
-    fonts = _font_paths()
-    held_out = fonts[::5]
-    return tuple(f for f in fonts if f not in held_out) if split == "train" else held_out + fonts[1:3]
 
 
 # --------------------------------------------------------------------------------- drawing helpers
@@ -172,11 +165,11 @@ def _draw_digit(rng: np.random.Generator, label: int, split: str) -> np.ndarray:
             "test": pool[int(0.7 * len(pool)):]}[split]
     source = images[part[rng.integers(len(part))]]
     sprite = Image.fromarray((source * 255).astype(np.uint8)).resize((40, 40), Image.BILINEAR).convert("L")
-    sprite = sprite.rotate(float(rng.uniform(-15, 15)), resample=Image.BILINEAR, expand=True)
-    scale = rng.uniform(0.75, 1.15)
+    sprite = sprite.rotate(float(rng.uniform(-10, 10)), resample=Image.BILINEAR, expand=True)
+    scale = rng.uniform(0.85, 1.1)
     sprite = sprite.resize((int(sprite.width * scale), int(sprite.height * scale)), Image.BILINEAR)
     canvas = Image.new("L", (_CANVAS, _CANVAS), 0)
-    offset = rng.integers(-6, 7, size=2)
+    offset = rng.integers(-4, 5, size=2)
     canvas.paste(sprite, (int(32 - sprite.width / 2 + offset[0]), int(32 - sprite.height / 2 + offset[1])))
     return _finish(canvas.convert("RGB"), rng, noise=4.0)
 
@@ -184,7 +177,7 @@ def _draw_digit(rng: np.random.Generator, label: int, split: str) -> np.ndarray:
 # --------------------------------------------------------------------------------- house numbers (SVHN)
 def _draw_house_number(rng: np.random.Generator, label: int, split: str) -> np.ndarray:
     canvas = _cluttered_background(rng)
-    fonts = _split_fonts(split)
+    fonts = _font_paths()
     background = tuple(int(c) for c in np.asarray(canvas).reshape(-1, 3).mean(0))
     colour = _contrasting(rng, background)
     size = int(rng.integers(30, 44))
@@ -195,7 +188,7 @@ def _draw_house_number(rng: np.random.Generator, label: int, split: str) -> np.n
             continue  # sometimes a neighbour is missing
         sprite = _glyph(str(digit), font, size, colour)
         _paste_rotated(canvas, sprite, float(rng.uniform(-8, 8)), (32 + offset + rng.uniform(-2, 2), 32 + rng.uniform(-3, 3)))
-    return _finish(canvas, rng, noise=8.0, blur=float(rng.uniform(0, 1.2)))
+    return _finish(canvas, rng, noise=6.0, blur=float(rng.uniform(0, 0.8)))
 
 
 # --------------------------------------------------------------------------------- textures (DTD)
@@ -260,7 +253,7 @@ def _sign_sprite(kind: str, rng: np.random.Generator, split: str) -> Image.Image
     sprite = Image.new("RGBA", (size, size), (0, 0, 0, 0))
     draw = ImageDraw.Draw(sprite)
     box = [2, 2, size - 3, size - 3]
-    fonts = _split_fonts(split)
+    fonts = _font_paths()
     font = fonts[rng.integers(len(fonts))]
     if kind.startswith("speed limit"):
         draw.ellipse(box, fill=_RED)
@@ -303,8 +296,8 @@ def _draw_sign(rng: np.random.Generator, label: int, split: str) -> np.ndarray:
     scale = rng.uniform(0.7, 1.2)
     sprite = sprite.resize((int(48 * scale), int(48 * scale)), Image.BILINEAR)
     _paste_rotated(canvas, sprite, float(rng.uniform(-12, 12)), tuple(32 + rng.uniform(-5, 5, size=2)))
-    image = np.asarray(canvas, dtype=np.float32) * rng.uniform(0.5, 1.2)  # lighting
-    return _finish(Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)), rng, noise=7.0, blur=float(rng.uniform(0, 1.5)))
+    image = np.asarray(canvas, dtype=np.float32) * rng.uniform(0.6, 1.15)  # lighting
+    return _finish(Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)), rng, noise=6.0, blur=float(rng.uniform(0, 1.0)))
 
 
 # --------------------------------------------------------------------------------- land cover (EuroSAT)
@@ -434,8 +427,8 @@ _PHOTOS = (("astronaut", "astronaut"), ("camera", "photographer"), ("chelsea", "
 def _draw_photo(rng: np.random.Generator, label: int, split: str) -> np.ndarray:
     photo = _photo(_PHOTOS[label][0])
     height, width = photo.shape[:2]
-    # the left 70% of each photograph feeds training, the right 30% validation and test
-    cols = {"train": (0, int(0.7 * width)), "val": (int(0.55 * width), width), "test": (int(0.55 * width), width)}[split]
+    # training crops come from the left 80% of each photograph, validation and test crops from the right 65%
+    cols = {"train": (0, int(0.8 * width)), "val": (int(0.35 * width), width), "test": (int(0.35 * width), width)}[split]
     side = int(min(height, cols[1] - cols[0]) * rng.uniform(0.45, 1.0))
     top = int(rng.integers(0, height - side + 1))
     left = int(rng.integers(cols[0], cols[1] - side + 1))
@@ -453,10 +446,10 @@ _LETTERS = ("B", "C", "D", "E", "F", "G", "O", "P", "Q", "R")
 def _draw_letter(rng: np.random.Generator, label: int, split: str) -> np.ndarray:
     background = _colour(rng)
     canvas = Image.new("RGB", (_CANVAS, _CANVAS), background)
-    fonts = _split_fonts(split)
-    sprite = _glyph(_LETTERS[label], fonts[rng.integers(len(fonts))], int(rng.integers(28, 44)), _contrasting(rng, background))
-    _paste_rotated(canvas, sprite, float(rng.uniform(-20, 20)), tuple(32 + rng.uniform(-6, 6, size=2)))
-    return _finish(canvas, rng, noise=10.0, blur=float(rng.uniform(0, 1.0)))
+    fonts = _font_paths()
+    sprite = _glyph(_LETTERS[label], fonts[rng.integers(len(fonts))], int(rng.integers(32, 46)), _contrasting(rng, background))
+    _paste_rotated(canvas, sprite, float(rng.uniform(-12, 12)), tuple(32 + rng.uniform(-5, 5, size=2)))
+    return _finish(canvas, rng, noise=8.0, blur=float(rng.uniform(0, 0.7)))
 
 
 # --------------------------------------------------------------------------------- the registry
@@ -469,28 +462,28 @@ MINI_TASKS: dict[str, MiniTask] = {
     for task in (
         MiniTask("digits", "MNIST", tuple(str(d) for d in range(10)),
                  _templates('a photo of the number: "{}".', "a handwritten digit {}."),
-                 "the handwritten digit {}", _draw_digit),
+                 "the handwritten digit {}", "a handwritten digit", _draw_digit),
         MiniTask("house_numbers", "SVHN", tuple(str(d) for d in range(10)),
                  _templates('a street sign of the number: "{}".', "a house number {}."),
-                 "the house number {}", _draw_house_number),
+                 "the house number {}", "a house number", _draw_house_number),
         MiniTask("textures", "DTD", _TEXTURES,
                  _templates("a photo of a {} texture.", "a photo of a {} pattern."),
-                 "a {} surface", _draw_texture),
+                 "a {} surface", "a surface", _draw_texture),
         MiniTask("signs", "GTSRB", _SIGNS,
                  _templates('a zoomed in photo of a "{}" traffic sign.', "a photo of a {} sign."),
-                 "a {} road sign", _draw_sign),
+                 "a {} road sign", "a road sign", _draw_sign),
         MiniTask("land_cover", "EuroSAT", _LAND,
                  _templates("a centered satellite photo of {}.", "a satellite photo of {}."),
-                 "{} seen from space", _draw_land),
+                 "{} seen from space", "land seen from space", _draw_land),
         MiniTask("aerial_scenes", "RESISC45", _AERIAL,
                  _templates("satellite imagery of {}.", "an aerial photo of a {}."),
-                 "a {} seen from above", _draw_aerial),
+                 "a {} seen from above", "a place seen from above", _draw_aerial),
         MiniTask("photo_objects", "SUN397", tuple(name for _, name in _PHOTOS),
                  _templates("a photo of a {}.", "a cropped photo of a {}."),
-                 "a {}", _draw_photo),
+                 "a {}", "a photograph", _draw_photo),
         MiniTask("letters", "Cars", tuple(f"letter {c}" for c in _LETTERS),
                  _templates("a photo of the {}.", "a picture of a {} in some font."),
-                 "the {} written in a font", _draw_letter),
+                 "the {} written in a font", "a letter written in a font", _draw_letter),
     )
 }
 
@@ -510,16 +503,23 @@ def generate(task: MiniTask, split: str, per_class: int, seed: int) -> tuple[np.
 CAPTION_FRAMES = ("{}", "a picture of {}", "an image showing {}", "{}, small picture", "here is {}", "look: {}")
 
 
-def pretraining_corpus(per_class: int, seed: int) -> tuple[np.ndarray, list[str]]:
-    """Image-caption pairs for pretraining the ``mini`` foundation: ``per_class`` images of every
-    class of every task, drawn from the training sources with another seed than the task splits,
-    each with a caption that names its class in words different from the zero-shot prompts."""
+def pretraining_corpus(per_class: int, seed: int, named_share: float = 0.6) -> tuple[np.ndarray, list[str]]:
+    """Image-caption pairs for pretraining the ``mini`` foundation.
+
+    ``per_class`` images of every class of every task, drawn from the training sources with
+    another seed than the task splits. Like a web corpus, which names only some fine-grained
+    classes, the captions name the class of a seeded ``named_share`` of each task's classes
+    (in words different from the zero-shot prompts); images of the other classes get a generic
+    caption that names the task's domain only. The foundation thus sees every kind of image,
+    but can recognise only some classes zero-shot.
+    """
     rng = np.random.default_rng([seed, 7919])
     images, captions = [], []
     for task in MINI_TASKS.values():
+        named = set(rng.permutation(task.num_classes)[: math.ceil(named_share * task.num_classes)].tolist())
         task_images, labels = generate(task, "train", per_class, seed + 7919)
         images.append(task_images)
         for label in labels:
-            phrase = task.concept.format(task.classnames[label])
+            phrase = task.concept.format(task.classnames[label]) if label in named else task.generic
             captions.append(CAPTION_FRAMES[rng.integers(len(CAPTION_FRAMES))].format(phrase))
     return np.concatenate(images), captions

@@ -11,6 +11,7 @@ checkpoint that loads wrong.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -56,8 +57,9 @@ class Workbench:
         return list(self.heads)
 
     def classifier(self) -> ImageClassifier:
-        """A classifier around a private copy of the foundation's image encoder."""
-        encoder = create_clip(self.preset.model_name(self.size), seed=0).visual
+        """A classifier around a private copy of the foundation's image encoder (same
+        architecture and options, e.g. QuickGELU for OpenAI weights)."""
+        encoder = copy.deepcopy(self.clip.visual)
         encoder.load_state_dict(self.base)
         return ImageClassifier(encoder, next(iter(self.heads.values()))).to(self.device)
 

@@ -64,3 +64,31 @@ def test_offline_the_paper_preset_fails_fast_naming_what_is_missing(tmp_path):
     assert "missing.pt" in str(caught.value)
     with pytest.raises(PaperAssetsMissing, match="not in the local cache"):
         load_pretrained_clip("ViT-B-32")
+
+
+def test_resisc45_folder_loader_splits_a_small_copy(tmp_path, monkeypatch):
+    """The real loading code on a small dataset made here in RESISC45's folder layout."""
+    import dataclasses
+
+    import numpy as np
+    from PIL import Image
+
+    from breadcrumbs_lib import paper_data, paper_tasks
+
+    root = tmp_path / "resisc45" / "NWPU-RESISC45"
+    for k in range(45):
+        folder = root / f"class_{k:02d}_name"
+        folder.mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((8, 8, 3), k * 5 + i, dtype=np.uint8)).save(folder / f"{i}.png")
+    small = dataclasses.replace(paper_tasks.PAPER_TASKS["RESISC45"], split_sizes=(108, 12, 60))
+    monkeypatch.setitem(paper_data.PAPER_TASKS, "RESISC45", small)
+    splits, names = paper_data.load_split_datasets("RESISC45", tmp_path, transform=None, seed=0)
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [108, 12, 60]
+    assert names[0] == "class 00 name" and len(names) == 45
+    again, _ = paper_data.load_split_datasets("RESISC45", tmp_path, transform=None, seed=0)
+    assert list(again["test"].indices) == list(splits["test"].indices)
+    seen = set(splits["test"].indices) | set(splits["train"].dataset.indices[i] for i in splits["train"].indices)
+    assert len(seen) == 60 + 108  # disjoint
+    loader = paper_data.loader(splits["val"], batch_size=4, shuffle=False, seed=0)
+    assert loader.batch_size == 4
