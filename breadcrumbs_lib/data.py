@@ -21,7 +21,7 @@ from .models import CLIP_MEAN, CLIP_STD
 from .state_dicts import load_state_dict, save_state_dict
 
 #: Bump when a generator in :mod:`.mini_tasks` changes, so that caches are rebuilt.
-MINI_DATA_VERSION = 3
+MINI_DATA_VERSION = 4
 
 
 @dataclass(frozen=True)

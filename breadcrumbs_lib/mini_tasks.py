@@ -180,15 +180,15 @@ def _draw_house_number(rng: np.random.Generator, label: int, split: str) -> np.n
     fonts = _font_paths()
     background = tuple(int(c) for c in np.asarray(canvas).reshape(-1, 3).mean(0))
     colour = _contrasting(rng, background)
-    size = int(rng.integers(30, 44))
+    size = int(rng.integers(34, 44))
     font = fonts[rng.integers(len(fonts))]
-    spacing = rng.uniform(0.55, 0.8) * size
+    spacing = rng.uniform(0.7, 0.9) * size
     for offset, digit in ((-spacing, rng.integers(10)), (spacing, rng.integers(10)), (0.0, label)):
-        if offset and rng.random() < 0.3:
-            continue  # sometimes a neighbour is missing
-        sprite = _glyph(str(digit), font, size, colour)
+        if offset and rng.random() < 0.5:
+            continue  # often a neighbour is missing
+        sprite = _glyph(str(digit), font, size if not offset else int(0.85 * size), colour)
         _paste_rotated(canvas, sprite, float(rng.uniform(-8, 8)), (32 + offset + rng.uniform(-2, 2), 32 + rng.uniform(-3, 3)))
-    return _finish(canvas, rng, noise=6.0, blur=float(rng.uniform(0, 0.8)))
+    return _finish(canvas, rng, noise=5.0, blur=float(rng.uniform(0, 0.6)))
 
 
 # --------------------------------------------------------------------------------- textures (DTD)
@@ -447,8 +447,8 @@ def _draw_letter(rng: np.random.Generator, label: int, split: str) -> np.ndarray
     background = _colour(rng)
     canvas = Image.new("RGB", (_CANVAS, _CANVAS), background)
     fonts = _font_paths()
-    sprite = _glyph(_LETTERS[label], fonts[rng.integers(len(fonts))], int(rng.integers(32, 46)), _contrasting(rng, background))
-    _paste_rotated(canvas, sprite, float(rng.uniform(-12, 12)), tuple(32 + rng.uniform(-5, 5, size=2)))
+    sprite = _glyph(_LETTERS[label], fonts[rng.integers(len(fonts))], int(rng.integers(36, 46)), _contrasting(rng, background))
+    _paste_rotated(canvas, sprite, float(rng.uniform(-8, 8)), tuple(32 + rng.uniform(-4, 4, size=2)))
     return _finish(canvas, rng, noise=8.0, blur=float(rng.uniform(0, 0.7)))
 
 
@@ -503,7 +503,7 @@ def generate(task: MiniTask, split: str, per_class: int, seed: int) -> tuple[np.
 CAPTION_FRAMES = ("{}", "a picture of {}", "an image showing {}", "{}, small picture", "here is {}", "look: {}")
 
 
-def pretraining_corpus(per_class: int, seed: int, named_share: float = 0.6) -> tuple[np.ndarray, list[str]]:
+def pretraining_corpus(per_class: int, seed: int, named_share: float = 0.7) -> tuple[np.ndarray, list[str]]:
     """Image-caption pairs for pretraining the ``mini`` foundation.
 
     ``per_class`` images of every class of every task, drawn from the training sources with

@@ -54,7 +54,7 @@ def test_cached_splits_round_trip(tmp_path):
     assert first.images.shape == (20, 3, IMAGE_SIZE, IMAGE_SIZE)
 
 
-def test_pretraining_captions_name_six_of_ten_classes_per_task():
+def test_pretraining_captions_name_seven_of_ten_classes_per_task():
     images, captions = pretraining_corpus(2, seed=0)
     assert images.shape[0] == len(captions) == 2 * sum(task.num_classes for task in MINI_TASKS.values())
     at = 0
@@ -66,5 +66,5 @@ def test_pretraining_captions_name_six_of_ten_classes_per_task():
                 named.add(int(label))
             else:
                 assert task.generic in caption
-        assert len(named) == 6, task.name
+        assert len(named) == 7, task.name
         at += len(labels)
