@@ -31,9 +31,11 @@ class Evaluator:
         heads: Mapping[str, Tensor],
         splits: Mapping[str, Images],
         *,
-        device: torch.device | str = "cpu",
+        device: torch.device | str | None = None,
         batch_size: int = 1024,
     ):
+        """``device`` defaults to the classifier's own device."""
+        device = device if device is not None else next(classifier.parameters()).device
         missing = sorted(set(splits) - set(heads))
         if missing:
             raise ValueError(f"no zero-shot head for task(s) {missing}")

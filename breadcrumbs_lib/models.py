@@ -75,11 +75,12 @@ def zero_shot_head(
     tokenizer: Callable[[Sequence[str]], Tensor],
     classnames: Sequence[str],
     templates: Sequence[str],
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
 ) -> Tensor:
     """The ``(C, D)`` zero-shot head: per class, the normalised mean of the normalised text
     embeddings of every template filled with the class name, times CLIP's logit scale."""
     clip_model.eval()
+    device = device if device is not None else next(clip_model.parameters()).device
     rows = []
     for classname in classnames:
         tokens = tokenizer([template.format(classname) for template in templates]).to(device)

@@ -58,7 +58,7 @@ def pretrain_clip(
     config: OptimConfig,
     *,
     seed: int,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
     description: str = "pretraining",
 ) -> list[float]:
     """Contrastive pretraining on image-caption pairs; returns the loss of every step.
@@ -68,6 +68,7 @@ def pretrain_clip(
     """
     if images.shape[0] != tokens.shape[0]:
         raise ValueError(f"{images.shape[0]} images but {tokens.shape[0]} captions")
+    device = device if device is not None else next(clip_model.parameters()).device
     clip_model.to(device).train()
     optimizer, scheduler = _optimizer(clip_model.parameters(), config)
     batches = shuffled_batches(images.shape[0], config.batch_size, seed)
@@ -92,7 +93,7 @@ def finetune(
     config: OptimConfig,
     *,
     seed: int,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
     description: str = "fine-tuning",
 ) -> list[float]:
     """Fine-tune ``classifier.encoder`` through its frozen head; returns the loss of every step.
@@ -101,10 +102,11 @@ def finetune(
     state stay float32.
     """
     torch.manual_seed(seed)
+    device = device if device is not None else next(classifier.parameters()).device
     classifier.to(device).train()
     optimizer, scheduler = _optimizer(classifier.encoder.parameters(), config)
     batches = training_batches(train, config.batch_size, seed, device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda")  # no-op off CUDA
     losses = []
     for _ in tqdm(range(config.steps), desc=description, leave=False):
         images, labels = next(batches)
