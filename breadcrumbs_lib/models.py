@@ -14,6 +14,7 @@ project's own configs in ``model_configs/`` (small analogues of ViT-B/32, B/16, 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -36,10 +37,23 @@ def register_mini_configs() -> tuple[str, ...]:
 
 
 def create_clip(model_name: str, *, seed: int, device: torch.device | str = "cpu") -> nn.Module:
-    """An open_clip CLIP model with freshly initialised weights (``pretrained=None``)."""
+    """An open_clip CLIP model with freshly initialised weights (``pretrained=None``).
+
+    open_clip logs that no pretrained weights were loaded; that is the point here (the caller
+    pretrains or loads its own), so that one message is not shown.
+    """
     register_mini_configs()
     torch.manual_seed(seed)
-    return open_clip.create_model(model_name, pretrained=None, device=device)
+    root = logging.getLogger()
+    root.addFilter(_drop_random_init_notice)
+    try:
+        return open_clip.create_model(model_name, pretrained=None, device=device)
+    finally:
+        root.removeFilter(_drop_random_init_notice)
+
+
+def _drop_random_init_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("No pretrained weights loaded")
 
 
 def tokenizer_for(model_name: str) -> Callable[[Sequence[str]], Tensor]:
