@@ -45,10 +45,28 @@ def cosine_with_warmup(step: int, config: OptimConfig) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _optimizer(parameters, config: OptimConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def _optimise(
+    parameters,
+    config: OptimConfig,
+    next_loss: Callable[[], Tensor],
+    description: str,
+    after_step: Callable[[], None] | None = None,
+) -> list[float]:
+    """``config.steps`` AdamW steps on ``parameters`` with the cosine-with-warm-up schedule,
+    each on the loss ``next_loss()`` computes for the next batch; returns every step's loss."""
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_with_warmup(step, config))
-    return optimizer, scheduler
+    losses = []
+    for _ in tqdm(range(config.steps), desc=description, leave=False):
+        loss = next_loss()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if after_step is not None:
+            after_step()
+        losses.append(float(loss.detach()))
+    return losses
 
 
 def pretrain_clip(
@@ -70,19 +88,20 @@ def pretrain_clip(
         raise ValueError(f"{images.shape[0]} images but {tokens.shape[0]} captions")
     device = device if device is not None else next(clip_model.parameters()).device
     clip_model.to(device).train()
-    optimizer, scheduler = _optimizer(clip_model.parameters(), config)
     batches = shuffled_batches(images.shape[0], config.batch_size, seed)
-    losses = []
-    for _ in tqdm(range(config.steps), desc=description, leave=False):
+
+    def contrastive_loss() -> Tensor:
         index = next(batches)
         image_features, text_features, scale = clip_model(normalize(images[index], device), tokens[index].to(device))[:3]
         logits = scale * image_features @ text_features.T
         target = torch.arange(len(index), device=device)
-        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
-        _step(optimizer, scheduler, loss)
-        with torch.no_grad():
-            clip_model.logit_scale.clamp_(0, math.log(100))
-        losses.append(float(loss.detach()))
+        return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+    @torch.no_grad()
+    def clamp_temperature() -> None:
+        clip_model.logit_scale.clamp_(0, math.log(100))
+
+    losses = _optimise(clip_model.parameters(), config, contrastive_loss, description, clamp_temperature)
     clip_model.eval()
     return losses
 
@@ -104,25 +123,17 @@ def finetune(
     torch.manual_seed(seed)
     device = device if device is not None else next(classifier.parameters()).device
     classifier.to(device).train()
-    optimizer, scheduler = _optimizer(classifier.encoder.parameters(), config)
     batches = training_batches(train, config.batch_size, seed, device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda")  # no-op off CUDA
-    losses = []
-    for _ in tqdm(range(config.steps), desc=description, leave=False):
+
+    def classification_loss() -> Tensor:
         images, labels = next(batches)
         with autocast:
-            loss = F.cross_entropy(classifier(images).float(), labels)
-        _step(optimizer, scheduler, loss)
-        losses.append(float(loss.detach()))
+            return F.cross_entropy(classifier(images).float(), labels)
+
+    losses = _optimise(classifier.encoder.parameters(), config, classification_loss, description)
     classifier.eval()
     return losses
-
-
-def _step(optimizer: torch.optim.Optimizer, scheduler, loss: Tensor) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    scheduler.step()
 
 
 def tokenize(tokenizer: Callable[[Sequence[str]], Tensor], captions: Sequence[str], batch: int = 4096) -> Tensor:
