@@ -141,12 +141,6 @@ def band_masked(values: Tensor, band: RankBand, out: Tensor | None = None) -> Te
     return out
 
 
-def middle_band_mask(values: Tensor, n_low: int, n_high: int) -> Tensor:
-    """Bool mask with exactly ``m - n_low - n_high`` True entries per row of ``(G, m)`` ``values``:
-    those whose rank by ``|values|`` (ties: lower index first) lies in ``[n_low, m - n_high)``."""
-    return band_mask(values, find_band(values, n_low, n_high))
-
-
 # --------------------------------------------------------------------------------- CPU path
 def _cpu_fast_path(values: Tensor) -> bool:
     return values.device.type == "cpu" and values.shape[0] == 1 and values.is_contiguous()
