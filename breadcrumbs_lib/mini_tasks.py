@@ -503,7 +503,7 @@ def generate(task: MiniTask, split: str, per_class: int, seed: int) -> tuple[np.
 CAPTION_FRAMES = ("{}", "a picture of {}", "an image showing {}", "{}, small picture", "here is {}", "look: {}")
 
 
-def pretraining_corpus(per_class: int, seed: int, named_share: float = 0.7) -> tuple[np.ndarray, list[str]]:
+def pretraining_corpus(per_class: int, seed: int, named_share: float) -> tuple[np.ndarray, list[str]]:
     """Image-caption pairs for pretraining the ``mini`` foundation.
 
     ``per_class`` images of every class of every task, drawn from the training sources with

@@ -182,7 +182,7 @@ def _foundation(preset: Preset, model_name: str, seed: int, folder: Path, recomp
         clip.load_state_dict(load_state_dict(path))
         return clip.eval(), None
     start = time.perf_counter()
-    images, captions = pretraining_corpus(preset.pretraining.corpus_per_class, seed)
+    images, captions = pretraining_corpus(preset.pretraining.corpus_per_class, seed, preset.pretraining.named_share)
     images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
     tokens = tokenize(tokenizer_for(model_name), captions)
     curve = pretrain_clip(clip, images, tokens, preset.pretraining.optim, seed=seed, device=device)

@@ -22,6 +22,7 @@ class MiniPretraining:
     """How the ``mini`` foundation model is pretrained (contrastively, on generated captions)."""
 
     corpus_per_class: int = 120
+    named_share: float = 0.7  # share of each task's classes that the corpus names (see pretraining_corpus)
     optim: OptimConfig = OptimConfig(steps=1000, batch_size=256, lr=2e-3, weight_decay=0.1, warmup_steps=100)
 
 

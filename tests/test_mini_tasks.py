@@ -55,7 +55,7 @@ def test_cached_splits_round_trip(tmp_path):
 
 
 def test_pretraining_captions_name_seven_of_ten_classes_per_task():
-    images, captions = pretraining_corpus(2, seed=0)
+    images, captions = pretraining_corpus(2, seed=0, named_share=0.7)
     assert images.shape[0] == len(captions) == 2 * sum(task.num_classes for task in MINI_TASKS.values())
     at = 0
     for task in MINI_TASKS.values():
