@@ -58,15 +58,34 @@ def merge(
         ValueError: unknown method, unknown or missing hyperparameter, out-of-range value,
             empty model list, or incompatible models (keys, shapes, dtypes, non-finite values).
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown merge method {method!r}; expected one of {sorted(METHODS)}")
-    function = METHODS[method]
-    _check_hyperparameter_names(method, function, hyperparameters)
+    check_hyperparameters(method, hyperparameters)
     if isinstance(finetuned, (str, bytes, Mapping)) or not isinstance(finetuned, Sequence):
         raise ValueError("finetuned must be a list of state dicts or checkpoint paths")
     if len(finetuned) == 0:
         raise ValueError("cannot merge an empty list of fine-tuned models")
-    return function(resolve_state_dict(base), finetuned, **hyperparameters)
+    return METHODS[method](resolve_state_dict(base), finetuned, **hyperparameters)
+
+
+def check_hyperparameters(method: str, hyperparameters: Mapping[str, object]) -> None:
+    """Raise ``ValueError`` unless ``hyperparameters`` is a complete, in-range setting of
+    ``method`` (what :func:`merge` checks before it reads any model; sweeps call it up front)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown merge method {method!r}; expected one of {sorted(METHODS)}")
+    function = METHODS[method]
+    _check_hyperparameter_names(method, function, hyperparameters)
+    values = {**_defaults(function), **hyperparameters}
+    if "alpha" in values:
+        check_coefficient(values["alpha"], "alpha")
+    if "beta" in values:
+        check_fractions(values["beta"], values["gamma"])
+    if "granularity" in values:
+        check_granularity(values["granularity"], GRANULARITIES)
+    if "density" in values:
+        _check_density(values["density"])
+    if "p" in values:
+        _check_drop_rate(values["p"])
+    if "seed" in values:
+        _check_seed(values["seed"])
 
 
 def task_arithmetic(
@@ -144,8 +163,7 @@ def ties(
 
     Two passes over the fine-tuned models (elect, then average) keep memory at one task vector.
     """
-    if isinstance(density, bool) or not isinstance(density, (int, float)) or not 0.0 < density <= 1.0:
-        raise ValueError(f"density must lie in (0, 1], got density={density!r}")
+    _check_density(density)
     check_granularity(granularity, GRANULARITIES)
 
     def trim(index: int, vector: TaskVector) -> TaskVector:
@@ -183,10 +201,8 @@ def dare(
     from a CPU generator seeded by ``(seed, t)``, in key order, so results are reproducible and
     the same on every device. ``p = 0`` is exactly task arithmetic.
     """
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-        raise ValueError(f"drop rate p must lie in [0, 1), got p={p!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got seed={seed!r}")
+    _check_drop_rate(p)
+    _check_seed(seed)
 
     def drop_and_rescale(index: int, vector: TaskVector) -> TaskVector:
         generator = torch.Generator(device="cpu").manual_seed(_child_seed(int(seed), index))
@@ -227,5 +243,24 @@ def _check_hyperparameter_names(method: str, function: Callable, given: Mapping[
     missing = [name for name in required if name not in given]
     if missing:
         raise ValueError(f"method {method!r} needs hyperparameter(s) {missing}")
-    if "alpha" in given:
-        check_coefficient(given["alpha"], "alpha")
+
+
+def _defaults(function: Callable) -> dict[str, object]:
+    parameters = inspect.signature(function).parameters.values()
+    return {p.name: p.default for p in parameters
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty}
+
+
+def _check_density(density: object) -> None:
+    if isinstance(density, bool) or not isinstance(density, (int, float)) or not 0.0 < density <= 1.0:
+        raise ValueError(f"density must lie in (0, 1], got density={density!r}")
+
+
+def _check_drop_rate(p: object) -> None:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+        raise ValueError(f"drop rate p must lie in [0, 1), got p={p!r}")
+
+
+def _check_seed(seed: object) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got seed={seed!r}")

@@ -29,11 +29,10 @@ from .mini_tasks import MINI_TASKS, pretraining_corpus
 from .models import MODEL_CONFIG_DIR, ImageClassifier, create_clip, tokenizer_for, zero_shot_head
 from .paper_data import check_paper_assets, load_pretrained_clip, load_split_datasets, loader
 from .paper_tasks import PAPER_TASKS
+from .paths import DEFAULT_CACHE_DIR
 from .presets import Preset, get_preset
 from .state_dicts import StateDict, check_same_layout, load_state_dict, save_state_dict
 from .training import finetune, pretrain_clip, tokenize
-
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "data" / "cache"
 
 
 @dataclass
@@ -91,7 +90,7 @@ def prepare(
         raise ValueError(f"unknown task(s) {unknown} for preset {preset.name!r}; expected some of {list(preset.tasks)}")
     model_name = preset.model_name(size)
     device = torch.device(device) if device is not None else pick_device()
-    folder = Path(cache_dir) / preset.name / size / _artifact_key(preset, model_name, seed)
+    folder = Path(cache_dir) / preset.name / size / artifact_key(preset, model_name, seed)
     if preset.name == "paper":
         bench = _paper_workbench(preset, size, tasks, seed, device, data_root, (weights or {}).get(size), download)
         _load_finetuned(bench, finetuned_dir)
@@ -192,8 +191,9 @@ def _foundation(preset: Preset, model_name: str, seed: int, folder: Path, recomp
     return clip.eval(), curve
 
 
-def _artifact_key(preset: Preset, model_name: str, seed: int) -> str:
-    """A hash of everything that determines the cached artifacts."""
+def artifact_key(preset: Preset, model_name: str, seed: int) -> str:
+    """A hash of everything that determines the cached artifacts (model config, recipe, split
+    sizes, seed, data version)."""
     config_file = MODEL_CONFIG_DIR / f"{model_name}.json"
     fields = {
         "model": json.loads(config_file.read_text()) if config_file.exists() else model_name,

@@ -9,6 +9,7 @@ dtype or value at fault.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -86,6 +87,17 @@ def save_state_dict(state: Mapping[str, Tensor], path: str | os.PathLike, metada
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def state_dict_digest(state: Mapping[str, Tensor]) -> str:
+    """A SHA-256 hex digest of a state dict's content: every name, dtype, shape and byte, in
+    sorted name order. Equal digests mean equal weights; results are keyed by it."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def check_all_finite(state: Mapping[str, Tensor], source: str = "state dict") -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 import torch
@@ -10,15 +9,9 @@ import torch
 from breadcrumbs_lib import merge
 from breadcrumbs_lib.evaluation import Evaluator, normalized_accuracy
 from breadcrumbs_lib.pipeline import prepare
-from breadcrumbs_lib.presets import MINI, MiniPretraining
 from breadcrumbs_lib.training import OptimConfig, cosine_with_warmup
+from tiny_preset import TINY
 
-TINY = dataclasses.replace(
-    MINI,
-    finetune=OptimConfig(steps=6, batch_size=16, lr=1e-3, warmup_steps=2),
-    split_sizes={"train": 4, "val": 2, "test": 3},
-    pretraining=MiniPretraining(corpus_per_class=2, optim=OptimConfig(steps=6, batch_size=32, lr=1e-3, warmup_steps=1)),
-)
 TASKS = ["signs", "letters"]
 
 

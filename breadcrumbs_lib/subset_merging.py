@@ -1,0 +1,142 @@
+"""Merging many task subsets of one set of fine-tuned models, fast and exactly.
+
+A sweep merges the same fine-tuned models again and again: every subset of the tasks, times a
+hyperparameter grid. For the additive methods,
+
+    theta* = theta + alpha * sum_{t in S} f(tau_t)
+
+with ``f`` the identity (task arithmetic, averaging) or the Breadcrumbs mask ``m_t(beta, gamma)``,
+two things can be shared between merges:
+
+* ``f(tau_t)`` depends only on the task and on ``(beta, gamma, granularity)``, never on alpha or
+  on the other tasks: :class:`SubsetMerger` computes each once and keeps it in a cache bounded in
+  bytes (least recently used out first).
+* the sum over ``S``: the merger keeps a stack of partial sums ``f(tau_{t1})``,
+  ``f(tau_{t1}) + f(tau_{t2})``, ... for the last subset; a new subset reuses the longest common
+  prefix and adds the rest, one addition per task. Walked in the depth-first prefix order of
+  :func:`.task_subsets.all_subsets`, every subset costs one addition.
+
+Because a partial sum is only ever extended (never "un-added"), each sum is the same
+left-to-right float32 sum that :func:`breadcrumbs_lib.merge` forms: the merged weights are bit
+for bit those of ``merge(base, [theta'_t for t in S], method, ...)``, whatever order the subsets
+come in. Other methods (TIES, DARE, or any ``include``/``exclude`` pattern) go through
+:func:`breadcrumbs_lib.merge` itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from torch import Tensor
+
+from .merging import check_hyperparameters, merge
+from .state_dicts import StateDict
+from .task_subsets import Subset
+from .task_vectors import TaskVector
+
+#: Methods merged incrementally, and the hyperparameters that the fast path understands.
+INCREMENTAL_METHODS = {
+    "task_arithmetic": {"alpha"},
+    "average": set(),
+    "breadcrumbs": {"alpha", "beta", "gamma", "granularity"},
+}
+DEFAULT_CACHE_BYTES = 4 << 30
+
+Transform = tuple  # ("task_vector",) or ("breadcrumbs", beta, gamma, granularity)
+
+
+class SubsetMerger:
+    """Merged state dicts of subsets of ``finetuned`` (task -> state dict) onto ``base``.
+
+    ``cache_bytes`` bounds the cache of per-task vectors ``f(tau_t)``; the stack of partial sums
+    (at most one vector per task) comes on top of it. ``seconds`` accumulates the time spent
+    merging, ``computed`` counts the vectors formed (cache misses).
+    """
+
+    def __init__(self, base: Mapping[str, Tensor], finetuned: Mapping[str, Mapping[str, Tensor]],
+                 *, cache_bytes: int = DEFAULT_CACHE_BYTES):
+        self.base = base
+        self.finetuned = finetuned
+        self.cache_bytes = cache_bytes
+        self.seconds = 0.0
+        self.computed = 0
+        self._cache: OrderedDict[tuple[str, Transform], TaskVector] = OrderedDict()
+        self._cached_bytes = 0
+        self._stack: list[tuple[str, TaskVector]] = []  # (task, sum of f(tau) up to that task)
+        self._stack_transform: Transform | None = None
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes held by the cache of per-task vectors."""
+        return self._cached_bytes
+
+    @property
+    def cached_vectors(self) -> int:
+        """How many per-task vectors the cache holds."""
+        return len(self._cache)
+
+    def merged(self, subset: Subset, method: str, hyperparameters: Mapping[str, Any]) -> StateDict:
+        """Exactly ``merge(base, [finetuned[t] for t in subset], method, **hyperparameters)``."""
+        check_hyperparameters(method, hyperparameters)
+        unknown = [task for task in subset if task not in self.finetuned]
+        if unknown or not subset:
+            raise ValueError(f"cannot merge subset {subset}: no fine-tuned model for {unknown or 'an empty subset'}")
+        start = time.perf_counter()
+        try:
+            if method not in INCREMENTAL_METHODS or not set(hyperparameters) <= INCREMENTAL_METHODS[method]:
+                return merge(self.base, [self.finetuned[task] for task in subset], method, **hyperparameters)
+            total = self._subset_sum(subset, _transform(method, hyperparameters))
+            alpha = 1.0 / len(subset) if method == "average" else hyperparameters["alpha"]
+            return total.apply_to(self.base, alpha)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def vector(self, task: str, transform: Transform) -> TaskVector:
+        """``f(tau_task)`` for ``transform`` (cached)."""
+        key = (task, transform)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        if transform == ("task_vector",):
+            vector = TaskVector.from_state_dicts(self.base, self.finetuned[task], name=f"fine-tuned model of {task!r}")
+        else:
+            _, beta, gamma, granularity = transform
+            vector = self.vector(task, ("task_vector",)).breadcrumbs(beta, gamma, granularity)
+        self.computed += 1
+        self._remember(key, vector)
+        return vector
+
+    def _subset_sum(self, subset: Subset, transform: Transform) -> TaskVector:
+        """``sum_{t in subset} f(tau_t)``, left to right, extending the stack of partial sums."""
+        if transform != self._stack_transform:
+            self._stack, self._stack_transform = [], transform
+        shared = 0
+        while shared < min(len(subset), len(self._stack)) and self._stack[shared][0] == subset[shared]:
+            shared += 1
+        del self._stack[shared:]
+        for task in subset[shared:]:
+            vector = self.vector(task, transform)
+            self._stack.append((task, vector if not self._stack else self._stack[-1][1] + vector))
+        return self._stack[-1][1]
+
+    def _remember(self, key: tuple[str, Transform], vector: TaskVector) -> None:
+        size = _nbytes(vector)
+        self._cache[key] = vector
+        self._cached_bytes += size
+        while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
+            _, dropped = self._cache.popitem(last=False)
+            self._cached_bytes -= _nbytes(dropped)
+
+
+def _transform(method: str, hyperparameters: Mapping[str, Any]) -> Transform:
+    if method == "breadcrumbs":
+        return ("breadcrumbs", float(hyperparameters["beta"]), float(hyperparameters["gamma"]),
+                hyperparameters.get("granularity", "tensor"))
+    return ("task_vector",)
+
+
+def _nbytes(vector: TaskVector) -> int:
+    return sum(delta.numel() * delta.element_size() for delta in vector.values())
