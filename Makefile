@@ -1,8 +1,9 @@
 # The two commands of the README:
-#   make run    the main job (for now: the mini preset end to end, with its table; later: every
-#               notebook via papermill)
+#   make run    the main job: every notebook, in order, through papermill, on the mini preset
+#               (outputs/mini/); pass papermill parameters with ARGS, e.g.
+#               make run ARGS="-p seed 1"   or   make run ARGS="--preset paper -f params.yaml"
 #   make test   the test suite
-# Also: make bench (both benchmarks, timed from scratch).
+# Also: make bench (the benchmarks: merge speed, mini from scratch, the 255-subset sweep).
 # Both create a project-local virtual environment in .venv on first use and reuse it after;
 # it is rebuilt when pyproject.toml changes.
 
@@ -18,12 +19,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	touch $(STAMP)
 
+ARGS ?=
+
 run: $(STAMP)
-	$(PY) benchmarks/bench_mini.py --cache data/cache
+	$(PY) -m breadcrumbs_lib.notebook_runner --preset mini $(ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_merge.py --repeats 7
 	$(PY) benchmarks/bench_mini.py
+	$(PY) benchmarks/bench_sweep.py
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -62,7 +62,20 @@ PAPER = Preset(
     finetune=OptimConfig(steps=2000, batch_size=128, lr=1e-5, weight_decay=0.1, warmup_steps=200),
 )
 
-PRESETS = {"mini": MINI, "paper": PAPER}
+# A small, fast variant of ``mini`` for smoke tests of the notebooks (nbval in CI): four quick tasks,
+# a short pretraining and fine-tuning on a few images per class. Its numbers mean little; it only
+# has to run every step for real, quickly.
+SMOKE = Preset(
+    name="smoke",
+    tasks=("digits", "textures", "signs", "land_cover"),
+    model_names=MINI.model_names,
+    finetune=OptimConfig(steps=120, batch_size=64, lr=3e-3, weight_decay=0.1, warmup_steps=12),
+    split_sizes={"train": 40, "val": 8, "test": 8},
+    pretraining=MiniPretraining(corpus_per_class=8, optim=OptimConfig(steps=60, batch_size=128, lr=2e-3,
+                                                                      weight_decay=0.1, warmup_steps=6)),
+)
+
+PRESETS = {"mini": MINI, "paper": PAPER, "smoke": SMOKE}
 
 
 def get_preset(name: str) -> Preset:

@@ -39,12 +39,16 @@ def subset_scores(frame: pd.DataFrame, *, scope: str = "observed", metric: str =
 
 
 def best_per_subset(frame: pd.DataFrame, *, select_split: str = "val", report_split: str = "test",
-                    scope: str = "observed", metric: str = "normalized_accuracy") -> pd.DataFrame:
+                    scope: str = "observed", report_scope: str | None = None,
+                    metric: str = "normalized_accuracy") -> pd.DataFrame:
     """Per ``(run, method, subset)``: the setting with the best ``select_split`` score, that score
-    (``selection_score``) and the same setting's ``report_split`` score (``score``)."""
+    (``selection_score``) and the same setting's ``report_split`` score (``score``), averaged
+    over the tasks of ``report_scope`` (default: ``scope``; ``"all"`` for Fig. 2a)."""
     scores = subset_scores(frame, scope=scope, metric=metric)
     keys = [*RUN, "subset", "n_tasks"]
     chosen = _argmax(scores[scores["split"] == select_split], keys).rename(columns={"score": "selection_score"})
+    if report_scope is not None and report_scope != scope:
+        scores = subset_scores(frame, scope=report_scope, metric=metric)
     reported = scores[scores["split"] == report_split][[*keys, "hyperparameters", "score"]]
     return chosen.drop(columns="split").merge(reported, on=[*keys, "hyperparameters"], how="left")
 

@@ -1,0 +1,123 @@
+"""Analyses of task vectors and of sweep results that the notebooks show.
+
+* :func:`layer_table`: per tensor of a task vector, its size, the two cut magnitudes of the
+  Breadcrumbs band and the share of entries the mask keeps.
+* :func:`overlap_matrix` / :func:`cosine_matrix`: how the kept entries of different tasks overlap
+  (Jaccard index) and how aligned the vectors are (cosine similarity, section 4.6).
+* :func:`pair_outcomes`: for every merged pair of tasks, each task's normalized accuracy under
+  the pair's best setting, and whether the merged model beats both fine-tuned models (Fig. 5).
+* :func:`headline`: the 8-task (all-task) numbers of each method under its best setting.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from .masks import find_breadcrumbs_band
+from .task_vectors import TaskVector
+from .tuning import best_per_subset
+
+
+def magnitude_cuts(delta: Tensor, beta: float, gamma: float) -> tuple[float, float]:
+    """``(low, high)``: the magnitudes at which the Breadcrumbs band of ``delta`` (one group:
+    the whole tensor) starts and ends; ``0`` / ``inf`` where nothing is cut on that side."""
+    band = find_breadcrumbs_band(delta.detach().float().reshape(1, -1).contiguous(), beta, gamma)
+    low, high = band.bounds()
+    return max(float(low[0]), 0.0), float(high[0])
+
+
+def layer_table(vector: TaskVector, masks: Mapping[str, Tensor], beta: float, gamma: float) -> pd.DataFrame:
+    """One row per tensor (0-d ones left out): ``tensor, entries, low_cut, high_cut,
+    median_abs, kept_share`` (the share of the tensor's entries that ``masks`` keep)."""
+    rows = []
+    for key, delta in vector.items():
+        if delta.dim() == 0:
+            continue
+        low, high = magnitude_cuts(delta, beta, gamma)
+        rows.append({"tensor": key, "entries": delta.numel(), "low_cut": low, "high_cut": high,
+                     "median_abs": float(delta.abs().median()), "kept_share": float(masks[key].float().mean())})
+    return pd.DataFrame(rows)
+
+
+def overlap_matrix(masks: Mapping[str, Mapping[str, Tensor]]) -> pd.DataFrame:
+    """Jaccard index ``|A and B| / |A or B|`` of the kept entries of every pair of tasks."""
+    flat = {task: torch.cat([mask.reshape(-1) for mask in task_masks.values()]) for task, task_masks in masks.items()}
+    tasks = list(flat)
+    values = np.eye(len(tasks))
+    for i, a in enumerate(tasks):
+        for j in range(i + 1, len(tasks)):
+            b = tasks[j]
+            union = int((flat[a] | flat[b]).sum())
+            values[i, j] = values[j, i] = int((flat[a] & flat[b]).sum()) / union if union else 1.0
+    return pd.DataFrame(values, index=tasks, columns=tasks)
+
+
+def cosine_matrix(vectors: Mapping[str, TaskVector]) -> pd.DataFrame:
+    """Cosine similarity of every pair of vectors (over all their entries)."""
+    tasks = list(vectors)
+    values = np.eye(len(tasks))
+    for i, a in enumerate(tasks):
+        for j in range(i + 1, len(tasks)):
+            values[i, j] = values[j, i] = vectors[a].cosine_similarity(vectors[tasks[j]])
+    return pd.DataFrame(values, index=tasks, columns=tasks)
+
+
+def mean_off_diagonal(matrix: pd.DataFrame) -> float:
+    """Mean of the entries off the diagonal of a square matrix."""
+    values = matrix.to_numpy()
+    return float(values[~np.eye(len(values), dtype=bool)].mean())
+
+
+def pair_outcomes(frame: pd.DataFrame, *, select_split: str = "val", report_split: str = "test") -> pd.DataFrame:
+    """For each method and two-task subset: the best setting on ``select_split`` (observed tasks),
+    then each task's ``report_split`` normalized accuracy (``first``, ``second``) and
+    ``beats_both`` (both above 1: better than each fine-tuned model on its own task)."""
+    pairs = frame[frame["n_tasks"] == 2]
+    best = best_per_subset(pairs, select_split=select_split, report_split=report_split)
+    rows = []
+    for _, choice in best.iterrows():
+        first, second = choice["subset"].split("+")
+        chosen = pairs[(pairs["run_id"] == choice["run_id"]) & (pairs["method"] == choice["method"])
+                       & (pairs["subset"] == choice["subset"]) & (pairs["hyperparameters"] == choice["hyperparameters"])
+                       & (pairs["split"] == report_split)].set_index("scored_task")["normalized_accuracy"]
+        rows.append({"size": choice["size"], "method": choice["method"], "subset": choice["subset"],
+                     "hyperparameters": choice["hyperparameters"], "first": chosen[first], "second": chosen[second],
+                     "beats_both": bool(chosen[first] > 1.0 and chosen[second] > 1.0)})
+    return pd.DataFrame(rows)
+
+
+def masking_variant(settings: Mapping[str, object]) -> str:
+    """The ablation a Breadcrumbs setting belongs to (Fig. 6): ``"none"`` (beta = gamma = 0, task
+    arithmetic), ``"bottom only"`` (gamma = 0), ``"top only"`` (beta = 0) or ``"both"``."""
+    bottom, top = float(settings.get("beta", 0.0)) > 0, float(settings.get("gamma", 0.0)) > 0
+    return {(False, False): "none", (True, False): "bottom only", (False, True): "top only", (True, True): "both"}[(bottom, top)]
+
+
+def headline(frame: pd.DataFrame, tasks: list[str], *, select_split: str = "val", report_split: str = "test") -> pd.DataFrame:
+    """Per method, the merge of all ``tasks`` under its best setting on ``select_split``: mean
+    absolute and normalized ``report_split`` accuracy over the tasks, with the setting. Zero-shot
+    and fine-tuned rows come first. Breadcrumbs settings with beta = gamma = 0 are left out
+    (they are task arithmetic)."""
+    everything = "+".join(tasks)
+    test = frame[frame["split"] == report_split]
+    rows = []
+    for method, label in (("zeroshot", "zero-shot"), ("finetuned", "fine-tuned (one model per task)")):
+        records = test[test["method"] == method]
+        rows.append({"model": label, "accuracy": records["accuracy"].mean(),
+                     "normalized_accuracy": records["normalized_accuracy"].mean(), "hyperparameters": ""})
+    merged = frame[(frame["subset"] == everything) & ~frame["method"].isin(["zeroshot", "finetuned"])]
+    merged = merged[merged["hyperparameters"].map(lambda text: masking_variant(json.loads(text)) != "none")
+                    | (merged["method"] != "breadcrumbs")]  # beta = gamma = 0 is task arithmetic, not breadcrumbs
+    for _, choice in best_per_subset(merged, select_split=select_split, report_split=report_split).iterrows():
+        records = test[(test["method"] == choice["method"]) & (test["subset"] == everything)
+                       & (test["hyperparameters"] == choice["hyperparameters"])]
+        rows.append({"model": f"{choice['method']}, {len(tasks)} tasks", "accuracy": records["accuracy"].mean(),
+                     "normalized_accuracy": records["normalized_accuracy"].mean(),
+                     "hyperparameters": choice["hyperparameters"]})
+    return pd.DataFrame(rows)

@@ -1,0 +1,87 @@
+"""Run the whole workbook for a preset through papermill, in order.
+
+    python -m breadcrumbs_lib.notebook_runner --preset mini [-p NAME VALUE ...] [-f params.yaml]
+                                              [--only 01 04] [--outputs DIR]
+
+Each ``notebooks/NN-*.ipynb`` is executed with the parameters given (papermill's usual ``-p``,
+values read as YAML, and ``-f`` files; the preset is passed as the ``preset`` parameter) and
+written, executed, to ``outputs/<preset>/notebooks/``; figures, tables and the summary land in
+``outputs/<preset>/`` too. One progress line per notebook. The run stops at the first notebook
+that fails, and keeps its executed copy so that the error can be read in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import papermill
+import yaml
+
+from .paths import OUTPUTS_DIR, PROJECT_ROOT, output_dir
+
+NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+
+
+def notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
+    """The numbered notebooks, in order."""
+    return sorted(folder.glob("[0-9][0-9]-*.ipynb"))
+
+
+def run(preset: str, parameters: dict, *, only: list[str] | None = None, outputs_root: Path = OUTPUTS_DIR,
+        kernel: str = "python3", folder: Path = NOTEBOOKS_DIR) -> bool:
+    """Execute the notebooks of ``folder`` in order; True when all succeeded."""
+    selected = [path for path in notebooks(folder) if not only or path.name[:2] in only]
+    if not selected:
+        raise SystemExit(f"no notebook matches {only} in {folder}")
+    destination = output_dir(preset, outputs_root) / "notebooks"
+    destination.mkdir(parents=True, exist_ok=True)
+    parameters = {**parameters, "preset": preset}
+    began = time.perf_counter()
+    for index, path in enumerate(selected, 1):
+        executed = destination / path.name
+        start = time.perf_counter()
+        print(f"[{index}/{len(selected)}] {path.stem} ...", flush=True)
+        try:
+            papermill.execute_notebook(str(path), str(executed), parameters=parameters, kernel_name=kernel,
+                                       cwd=str(folder), progress_bar=False)
+        except papermill.PapermillExecutionError as error:
+            print(f"[{index}/{len(selected)}] {path.stem} FAILED after {time.perf_counter() - start:.0f} s: "
+                  f"{error.ename}: {error.evalue}")
+            print(f"the executed notebook, with the error in place: {executed}")
+            return False
+        print(f"[{index}/{len(selected)}] {path.stem} done in {time.perf_counter() - start:.0f} s", flush=True)
+    print(f"all {len(selected)} notebooks in {time.perf_counter() - began:.0f} s; outputs in {destination.parent}")
+    return True
+
+
+def parse_parameters(pairs: list[list[str]], files: list[str]) -> dict:
+    """Parameters from ``-f`` YAML files, then ``-p NAME VALUE`` pairs (values parsed as YAML)."""
+    parameters: dict = {}
+    for file in files:
+        content = yaml.safe_load(Path(file).read_text()) or {}
+        if not isinstance(content, dict):
+            raise SystemExit(f"{file}: expected a mapping of parameter names to values")
+        parameters.update(content)
+    for name, value in pairs:
+        parameters[name] = yaml.safe_load(value)
+    return parameters
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="mini", choices=["mini", "paper", "smoke"])
+    parser.add_argument("-p", "--parameters", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    parser.add_argument("-f", "--parameters-file", action="append", default=[], metavar="YAML")
+    parser.add_argument("--only", nargs="+", metavar="NN", help="run only these notebook numbers (e.g. 01 04)")
+    parser.add_argument("--outputs", type=Path, default=OUTPUTS_DIR, help="outputs root (default: outputs/)")
+    args = parser.parse_args(argv)
+    parameters = parse_parameters(args.parameters, args.parameters_file)
+    if not run(args.preset, parameters, only=args.only, outputs_root=args.outputs):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""What every notebook of the workbook starts with: its parameters, outputs and sweep runner.
+
+    nb = workbook.start("04-merging", preset=preset, size=size, seed=seed, executor=executor)
+    bench = nb.bench()                        # foundation, heads, splits, fine-tuned models
+    frame = nb.sweep([Sweep(...), ...])       # results from outputs/<preset>/results.sqlite
+    nb.save_figure(fig, "subsets")            # outputs/<preset>/figures/04-merging-subsets.png
+
+Smoke runs: when the environment variable ``BREADCRUMBS_WORKBOOK_SMOKE`` is ``1`` (the nbval
+tests set it, since nbval cannot inject papermill parameters), :func:`start` swaps the preset for
+the small ``smoke`` preset and runs sweeps in the calling process, so every notebook runs each of
+its steps for real in seconds.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from concurrent.futures import Executor
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .devices import seed_everything
+from .paths import DEFAULT_CACHE_DIR, OUTPUTS_DIR, output_dir
+from .pipeline import Workbench
+from .presets import get_preset
+from .results_store import ResultsStore, default_store_path
+from .sweep_units import SweepContext, workbench_for
+from .sweeps import (
+    InlineExecutor,
+    Sweep,
+    dask_executor,
+    local_processes,
+    run_identity,
+    run_selection_sweep,
+    run_sweep,
+)
+
+SMOKE_ENV = "BREADCRUMBS_WORKBOOK_SMOKE"
+EXECUTORS = ("processes", "inline", "dask")
+
+
+def smoke_requested() -> bool:
+    """True when ``BREADCRUMBS_WORKBOOK_SMOKE=1``."""
+    return os.environ.get(SMOKE_ENV, "") == "1"
+
+
+@dataclass
+class Notebook:
+    """One notebook's run: preset, size, seed, where sweeps execute and where outputs go."""
+
+    name: str
+    preset: str
+    size: str
+    seed: int
+    executor: str
+    workers: int | None
+    outputs: Path
+    cache_dir: Path
+    paper_options: dict = field(default_factory=dict)
+    _resources: ExitStack = field(default_factory=ExitStack, repr=False)
+    _executor: Executor | None = field(default=None, repr=False)
+
+    def context(self, size: str | None = None) -> SweepContext:
+        """The sweep context of this run (for another model ``size`` if given)."""
+        threads = None
+        if self.executor == "processes":
+            threads = max(1, (os.cpu_count() or 1) // (self.workers or os.cpu_count() or 1))
+        options = {key: (str(value) if value is not None else None) for key, value in self.paper_options.items()
+                   if key in ("data_root", "finetuned_dir")}
+        return SweepContext(get_preset(self.preset), size or self.size, seed=self.seed, cache_dir=str(self.cache_dir),
+                            threads=threads, **options)
+
+    def bench(self, size: str | None = None) -> Workbench:
+        """The workbench (built on first use and cached in ``data/cache``)."""
+        return workbench_for(replace(self.context(size), threads=None))
+
+    @property
+    def store(self) -> ResultsStore:
+        return ResultsStore(default_store_path(self.preset, self.outputs.parent))
+
+    def sweep(self, sweeps: Sweep | list[Sweep], *, size: str | None = None) -> pd.DataFrame:
+        """Run (or read back) ``sweeps``: the run's records for their methods and the baselines."""
+        return run_sweep(sweeps, self.context(size), store=self.store, executor=self._pool(), workers=self.workers)
+
+    def selection_sweep(self, sweeps: Sweep | list[Sweep], *, size: str | None = None) -> pd.DataFrame:
+        """Grids on the validation splits, then each subset's best setting on the test splits
+        (see :func:`.sweeps.run_selection_sweep`)."""
+        return run_selection_sweep(sweeps, self.context(size), store=self.store, executor=self._pool(),
+                                   workers=self.workers)
+
+    def save_figure(self, fig: Figure, name: str) -> Path:
+        """Save ``fig`` as ``figures/<notebook>-<name>.png`` under the preset's outputs."""
+        path = self.outputs / "figures" / f"{self.name}-{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        return path
+
+    def save_table(self, table: pd.DataFrame, name: str) -> Path:
+        """Save ``table`` as ``tables/<notebook>-<name>.csv`` under the preset's outputs."""
+        path = self.outputs / "tables" / f"{self.name}-{name}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(path, index=False)
+        return path
+
+    def run_id(self, size: str | None = None) -> str:
+        """The identity of this run's results in the store (checkpoint digests, seed, ...)."""
+        context = self.context(size)
+        return run_identity(context, self.bench(size)).run_id
+
+    def save_summary(self, table: pd.DataFrame) -> tuple[Path, Path]:
+        """Write ``summary.csv`` and ``summary.md`` under the preset's outputs."""
+        self.outputs.mkdir(parents=True, exist_ok=True)
+        csv, markdown = self.outputs / "summary.csv", self.outputs / "summary.md"
+        table.to_csv(csv, index=False)
+        markdown.write_text(markdown_table(table) + "\n")
+        return csv, markdown
+
+    def _pool(self) -> Executor:
+        """One executor for all of this notebook's sweeps, so workers keep their caches."""
+        if self._executor is None:
+            if self.executor == "inline":
+                self._executor = InlineExecutor()
+            elif self.executor == "dask":
+                self._executor = self._resources.enter_context(dask_executor(n_workers=self.workers))
+            else:
+                self._executor = self._resources.enter_context(local_processes(self.workers))
+            atexit.register(self._resources.close)
+        return self._executor
+
+
+def markdown_table(table: pd.DataFrame, *, digits: int = 1) -> str:
+    """``table`` as a GitHub Markdown table (floats rounded to ``digits``)."""
+    def cell(value) -> str:
+        return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def start(name: str, *, preset: str = "mini", size: str = "B-32", seed: int = 0, executor: str = "processes",
+          workers: int | None = None, outputs_root: str | Path = OUTPUTS_DIR, cache_dir: str | Path = DEFAULT_CACHE_DIR,
+          **paper_options) -> Notebook:
+    """Seed everything, apply the smoke switch, and return the notebook's run.
+
+    ``paper_options`` (``data_root``, ``finetuned_dir``) serve the ``paper`` preset.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; expected one of {EXECUTORS}")
+    get_preset(preset)  # fail fast on an unknown preset name
+    if smoke_requested():
+        preset, executor = "smoke", "inline"
+    seed_everything(seed)
+    plt.rcParams["figure.max_open_warning"] = 0
+    return Notebook(name, preset, size, seed, executor, workers, output_dir(preset, outputs_root), Path(cache_dir),
+                    dict(paper_options))

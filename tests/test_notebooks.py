@@ -1,0 +1,85 @@
+"""The notebooks: stored clean, parameterised, and runnable by papermill with overrides.
+
+(Every notebook is also executed by nbval in the smoke configuration: see notebooks/conftest.py.)
+"""
+
+from __future__ import annotations
+
+import nbformat
+import pandas as pd
+import pytest
+
+from breadcrumbs_lib import notebook_runner
+from breadcrumbs_lib.paths import PROJECT_ROOT
+from breadcrumbs_lib.workbook import SMOKE_ENV, markdown_table
+
+NOTEBOOKS = notebook_runner.notebooks()
+
+
+def test_the_sequence_is_numbered_and_complete():
+    assert [path.name[:2] for path in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 10)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_notebooks_are_stored_without_outputs_and_have_a_parameters_cell(path):
+    notebook = nbformat.read(path, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    dirty = [index for index, cell in enumerate(code) if cell.outputs or cell.execution_count is not None]
+    assert not dirty, f"{path.name}: code cells {dirty} hold outputs; clear them before committing"
+    tagged = [cell for cell in code if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1 and "preset = " in tagged[0].source, f"{path.name}: needs one 'parameters' cell"
+    assert notebook.cells[0].cell_type == "markdown" and notebook.cells[0].source.startswith("# ")
+
+
+def test_parameters_pass_through_papermill(tmp_path, monkeypatch):
+    """papermill -p on the breadcrumbs notebook: other beta and gamma reach the masks."""
+    monkeypatch.setenv(SMOKE_ENV, "1")
+    import papermill
+
+    executed = tmp_path / "03.ipynb"
+    papermill.execute_notebook(str(NOTEBOOKS[2]), str(executed), parameters={"beta": 0.5, "gamma": 0.1},
+                               kernel_name="python3", cwd=str(NOTEBOOKS[2].parent), progress_bar=False)
+    notebook = nbformat.read(executed, as_version=4)
+    injected = [cell for cell in notebook.cells if "injected-parameters" in cell.metadata.get("tags", [])]
+    assert injected and "beta = 0.5" in injected[0].source
+    layers = pd.read_csv(PROJECT_ROOT / "outputs" / "smoke" / "tables" / "03-breadcrumbs-layers-digits.csv")
+    large = layers[layers["entries"] >= 1000]
+    assert (abs(large["kept_share"] - 0.4) < 0.01).all()
+
+
+def test_runner_reads_parameters_like_papermill(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("seed: 3\nalphas: [0.1, 0.2]\n")
+    parsed = notebook_runner.parse_parameters([["beta", "0.5"], ["executor", "inline"], ["sizes", '["B-32", "L-14"]']],
+                                              [str(params)])
+    assert parsed == {"seed": 3, "alphas": [0.1, 0.2], "beta": 0.5, "executor": "inline", "sizes": ["B-32", "L-14"]}
+    with pytest.raises(SystemExit, match="no notebook matches"):
+        notebook_runner.run("smoke", {}, only=["42"], outputs_root=tmp_path)
+
+
+def _notebook(path, source):
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                      nbformat.v4.new_code_cell(source)]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, path)
+
+
+def test_the_runner_stops_at_the_first_failing_notebook_and_keeps_it(tmp_path, capsys):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    _notebook(folder / "01-fine.ipynb", "print('x is', x)")
+    _notebook(folder / "02-broken.ipynb", "raise RuntimeError('broken on purpose')")
+    _notebook(folder / "03-never.ipynb", "print('never')")
+    assert notebook_runner.run("smoke", {"x": 5}, outputs_root=tmp_path / "outputs", folder=folder) is False
+    executed = tmp_path / "outputs" / "smoke" / "notebooks"
+    assert sorted(path.name for path in executed.iterdir()) == ["01-fine.ipynb", "02-broken.ipynb"]
+    assert "x is 5" in (executed / "01-fine.ipynb").read_text()
+    assert "broken on purpose" in (executed / "02-broken.ipynb").read_text()
+    printed = capsys.readouterr().out
+    assert "[2/3] 02-broken FAILED" in printed and str(executed / "02-broken.ipynb") in printed
+
+
+def test_markdown_table():
+    table = pd.DataFrame({"model": ["a", "b"], "accuracy (%)": [50.0, 61.25]})
+    assert markdown_table(table) == "| model | accuracy (%) |\n|---|---|\n| a | 50.0 |\n| b | 61.2 |"
