@@ -152,15 +152,17 @@ def _load_finetuned(bench: Workbench, finetuned_dir: str | Path | None) -> None:
 
 def _finetune_missing(bench: Workbench, folder: Path, recompute: bool, seed: int) -> None:
     """Fine-tune (and cache) every task that has no fine-tuned encoder yet."""
-    classifier = None
-    for task in tqdm(bench.tasks, desc="fine-tuned models", leave=False):
+    missing = []
+    for task in bench.tasks:
         path = folder / "finetuned" / f"{task}.safetensors"
         if task in bench.finetuned:
             continue
         if path.exists() and not recompute:
             bench.finetuned[task] = load_state_dict(path)
-            continue
-        classifier = classifier or bench.classifier()
+        else:
+            missing.append(task)
+    classifier = bench.classifier() if missing else None
+    for task in tqdm(missing, desc="fine-tuned models", leave=False, disable=not missing):
         start = time.perf_counter()
         classifier.encoder.load_state_dict(bench.base)
         classifier.set_head(bench.heads[task])
@@ -168,7 +170,8 @@ def _finetune_missing(bench: Workbench, folder: Path, recompute: bool, seed: int
                                       device=bench.device, description=f"fine-tuning {task}")
         bench.seconds[f"fine-tuning {task}"] = time.perf_counter() - start
         bench.finetuned[task] = {key: value.detach().cpu().clone() for key, value in classifier.encoder.state_dict().items()}
-        save_state_dict(bench.finetuned[task], path, metadata={"task": task, "base": bench.preset.model_name(bench.size)})
+        save_state_dict(bench.finetuned[task], folder / "finetuned" / f"{task}.safetensors",
+                        metadata={"task": task, "base": bench.preset.model_name(bench.size)})
         _write_curves(folder, {task: bench.curves[task]})
 
 

@@ -112,7 +112,7 @@ def validation_free(result: pd.DataFrame, title: str) -> Figure:
     """Fig. 3 in kind: score against the number of tasks, one line per (method, tasks tuned on)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     labelled = result.assign(tuned=lambda f: "tuned on " + f["tuned_on"].astype(str))
-    sns.lineplot(labelled, x="n_tasks", y="score", hue="method", style="tuned", marker="o", ax=ax)
+    sns.lineplot(labelled, x="n_tasks", y="score", hue="method", style="tuned", palette=METHOD_COLORS, marker="o", ax=ax)
     ax.set(xlabel="number of tasks merged", ylabel="normalized accuracy (observed tasks)", title=title)
     fig.tight_layout()
     return fig
@@ -130,10 +130,12 @@ def pairs_scatter(outcomes: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
-def ablation_violins(scores: pd.DataFrame, title: str, *, by: str = "variant") -> Figure:
-    """Fig. 6 in kind: the distribution of scores over a grid per ``by`` value, the best on top."""
+def ablation_violins(scores: pd.DataFrame, title: str, *, by: str = "variant",
+                     order: Sequence[str] | None = None) -> Figure:
+    """Fig. 6 in kind: the distribution of scores over a grid per ``by`` value (in ``order``,
+    default first seen), the best on top."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    order = list(dict.fromkeys(scores[by]))
+    order = list(order or dict.fromkeys(scores[by]))
     sns.violinplot(scores, x=by, y="score", order=order, cut=0, inner="point", ax=ax)
     top = scores.groupby(by)["score"].max()
     for position, name in enumerate(order):

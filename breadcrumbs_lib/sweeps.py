@@ -29,6 +29,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -98,6 +99,8 @@ class Sweep:
         unknown = sorted(set(self.splits) - set(splits))
         if unknown or not self.splits:
             raise ValueError(f"unknown split(s) {unknown or list(self.splits)}; expected some of {list(splits)}")
+        if isinstance(self.subsets, str) and self.subsets != "all":
+            raise ValueError(f"subsets must be 'all' or a list of task lists, got {self.subsets!r}")
         if self.subsets != "all":
             for subset in self.subsets:
                 canonical(subset, tasks)
@@ -214,15 +217,18 @@ class InlineExecutor(Executor):
 
 
 def local_processes(workers: int | None = None) -> ProcessPoolExecutor:
-    """A pool of ``workers`` fresh ("spawn") local processes (default: one per core) that exit
-    when the process that made them dies, even by SIGKILL."""
+    """A pool of ``workers`` fresh ("spawn") local processes (default: one per core) that leave
+    Ctrl-C to the process that made them and exit when it dies, even by SIGKILL."""
     return ProcessPoolExecutor(max_workers=workers or os.cpu_count(), mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_exit_with_parent, initargs=(os.getpid(),))
+                               initializer=_start_pool_worker, initargs=(os.getpid(),))
 
 
-def _exit_with_parent(parent: int, interval: float = 0.5) -> None:
-    """In a pool worker: watch the parent from a daemon thread and exit at once when it is gone
-    (pool workers otherwise wait forever on a queue that the dead parent can no longer close)."""
+def _start_pool_worker(parent: int, interval: float = 0.5) -> None:
+    """In a pool worker: ignore SIGINT (the parent handles Ctrl-C and shuts the pool down), and
+    exit at once when the parent is gone: pool workers otherwise wait forever on a queue that the
+    dead parent can no longer close."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(interval)

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import reference_band_mask, reference_row_mask
 from hypothesis import given
 from hypothesis import strategies as st
 
 from breadcrumbs_lib import breadcrumbs_mask, selection
 from breadcrumbs_lib.masks import breadcrumbs_masked
-from conftest import reference_band_mask, reference_row_mask
 
 
 @st.composite

@@ -6,11 +6,11 @@ import weakref
 
 import pytest
 import torch
+from helpers import finetune_of, reference_band_mask, small_model
 from hypothesis import given
 from hypothesis import strategies as st
 
 from breadcrumbs_lib import breadcrumbs_mask, merge, save_state_dict, state_dicts, task_vectors
-from conftest import finetune_of, reference_band_mask, small_model
 
 FLOAT_KEYS = ["layer.weight", "layer.bias", "norm.weight", "logit_scale"]
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
+from tiny_preset import TINY
 
 from breadcrumbs_lib import merge
 from breadcrumbs_lib.evaluation import Evaluator, normalized_accuracy
 from breadcrumbs_lib.pipeline import prepare
 from breadcrumbs_lib.training import OptimConfig, cosine_with_warmup
-from tiny_preset import TINY
 
 TASKS = ["signs", "letters"]
 

@@ -6,9 +6,9 @@ import pickle
 
 import pytest
 import torch
+from helpers import small_model
 
 from breadcrumbs_lib import load_state_dict, save_state_dict, state_dicts
-from conftest import small_model
 
 
 def test_safetensors_round_trip(tmp_path):

@@ -6,13 +6,13 @@ import random
 
 import pytest
 import torch
+from helpers import finetune_of, small_model
 from hypothesis import given
 from hypothesis import strategies as st
 
 from breadcrumbs_lib import merge
 from breadcrumbs_lib.subset_merging import SubsetMerger
 from breadcrumbs_lib.task_subsets import all_subsets, canonical, pairs, parse_subset_name, prefixes, subset_name
-from conftest import finetune_of, small_model
 
 TASKS = ["a", "b", "c", "d"]
 

@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
+from helpers import finetune_of, reference_band_mask, small_model
 from hypothesis import given
 from hypothesis import strategies as st
 
 from breadcrumbs_lib import TaskVector, breadcrumbs_mask
-from conftest import finetune_of, reference_band_mask, small_model
 
 
 def vector(seed: int) -> TaskVector:
