@@ -13,6 +13,7 @@ that fails, and keeps its executed copy so that the error can be read in place.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ import papermill
 import yaml
 
 from .paths import OUTPUTS_DIR, PROJECT_ROOT, output_dir
+from .workbook import OUTPUTS_ENV
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 
@@ -36,9 +38,22 @@ def run(preset: str, parameters: dict, *, only: list[str] | None = None, outputs
     selected = [path for path in notebooks(folder) if not only or path.name[:2] in only]
     if not selected:
         raise SystemExit(f"no notebook matches {only} in {folder}")
+    previous = os.environ.get(OUTPUTS_ENV)
+    os.environ[OUTPUTS_ENV] = str(Path(outputs_root).resolve())  # figures and store follow --outputs
+    try:
+        return _execute_in_order(selected, preset, {**parameters, "preset": preset}, outputs_root, kernel, folder)
+    finally:
+        if previous is None:
+            os.environ.pop(OUTPUTS_ENV, None)
+        else:
+            os.environ[OUTPUTS_ENV] = previous
+
+
+def _execute_in_order(selected: list[Path], preset: str, parameters: dict, outputs_root: Path, kernel: str,
+                      folder: Path) -> bool:
+    """Run ``selected`` one after the other, one progress line each; stop at the first failure."""
     destination = output_dir(preset, outputs_root) / "notebooks"
     destination.mkdir(parents=True, exist_ok=True)
-    parameters = {**parameters, "preset": preset}
     began = time.perf_counter()
     for index, path in enumerate(selected, 1):
         executed = destination / path.name

@@ -41,6 +41,7 @@ from .sweeps import (
 )
 
 SMOKE_ENV = "BREADCRUMBS_WORKBOOK_SMOKE"
+OUTPUTS_ENV = "BREADCRUMBS_OUTPUTS"  # the runner's --outputs, seen by the kernels it starts
 EXECUTORS = ("processes", "inline", "dask")
 
 
@@ -143,12 +144,14 @@ def markdown_table(table: pd.DataFrame, *, digits: int = 1) -> str:
 
 
 def start(name: str, *, preset: str = "mini", size: str = "B-32", seed: int = 0, executor: str = "processes",
-          workers: int | None = None, outputs_root: str | Path = OUTPUTS_DIR, cache_dir: str | Path = DEFAULT_CACHE_DIR,
-          **paper_options) -> Notebook:
+          workers: int | None = None, outputs_root: str | Path | None = None,
+          cache_dir: str | Path = DEFAULT_CACHE_DIR, **paper_options) -> Notebook:
     """Seed everything, apply the smoke switch, and return the notebook's run.
 
-    ``paper_options`` (``data_root``, ``finetuned_dir``) serve the ``paper`` preset.
+    ``outputs_root`` defaults to ``$BREADCRUMBS_OUTPUTS`` or ``outputs/``. ``paper_options``
+    (``data_root``, ``finetuned_dir``) serve the ``paper`` preset.
     """
+    outputs_root = outputs_root or os.environ.get(OUTPUTS_ENV) or OUTPUTS_DIR
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; expected one of {EXECUTORS}")
     get_preset(preset)  # fail fast on an unknown preset name

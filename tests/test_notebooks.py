@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import os
+
 import nbformat
 import pandas as pd
 import pytest
@@ -68,13 +70,14 @@ def _notebook(path, source):
 def test_the_runner_stops_at_the_first_failing_notebook_and_keeps_it(tmp_path, capsys):
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    _notebook(folder / "01-fine.ipynb", "print('x is', x)")
+    _notebook(folder / "01-fine.ipynb", "import os\nprint('x is', x, 'outputs at', os.environ['BREADCRUMBS_OUTPUTS'])")
     _notebook(folder / "02-broken.ipynb", "raise RuntimeError('broken on purpose')")
     _notebook(folder / "03-never.ipynb", "print('never')")
     assert notebook_runner.run("smoke", {"x": 5}, outputs_root=tmp_path / "outputs", folder=folder) is False
     executed = tmp_path / "outputs" / "smoke" / "notebooks"
     assert sorted(path.name for path in executed.iterdir()) == ["01-fine.ipynb", "02-broken.ipynb"]
-    assert "x is 5" in (executed / "01-fine.ipynb").read_text()
+    assert f"x is 5 outputs at {tmp_path / 'outputs'}" in (executed / "01-fine.ipynb").read_text()
+    assert "BREADCRUMBS_OUTPUTS" not in os.environ  # restored after the run
     assert "broken on purpose" in (executed / "02-broken.ipynb").read_text()
     printed = capsys.readouterr().out
     assert "[2/3] 02-broken FAILED" in printed and str(executed / "02-broken.ipynb") in printed
