@@ -7,6 +7,11 @@ Core API:
 * :func:`merge` — merge fine-tuned models: ``task_arithmetic``, ``breadcrumbs``, ``average``,
   ``ties``, ``dare``.
 * :func:`load_state_dict` / :func:`save_state_dict` — checked, atomic checkpoint I/O.
+
+For studies: :mod:`.pipeline` (``prepare``: foundation, heads, data, fine-tuned models),
+:mod:`.sweeps` (task subsets x hyperparameter grids into :mod:`.results_store`), :mod:`.tuning`
+(hyperparameter selection), :mod:`.analysis` and :mod:`.plots` (what the notebooks show), and
+:mod:`.workbook` / :mod:`.notebook_runner` (the notebooks' runtime and the papermill runner).
 """
 
 from importlib.metadata import PackageNotFoundError, version

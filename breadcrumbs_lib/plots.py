@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 sns.set_theme(style="whitegrid", context="notebook")
@@ -103,6 +104,7 @@ def subsets_by_size(best: pd.DataFrame, title: str, *, hue: str = "method") -> F
     means = best.groupby([hue, "n_tasks"])["score"].mean().reset_index()
     sns.lineplot(means, x="n_tasks", y="score", hue=hue, palette=palette, marker="o", ax=ax, legend=False)
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle=":")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="number of tasks merged", ylabel="normalized accuracy", title=title)
     fig.tight_layout()
     return fig

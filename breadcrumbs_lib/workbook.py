@@ -62,7 +62,8 @@ class Notebook:
     workers: int | None
     outputs: Path
     cache_dir: Path
-    paper_options: dict = field(default_factory=dict)
+    data_root: str | None = None  # paper preset: the datasets folder
+    finetuned_dir: str | None = None  # paper preset: ready-made fine-tuned models
     _resources: ExitStack = field(default_factory=ExitStack, repr=False)
     _executor: Executor | None = field(default=None, repr=False)
 
@@ -71,10 +72,8 @@ class Notebook:
         threads = None
         if self.executor == "processes":
             threads = max(1, (os.cpu_count() or 1) // (self.workers or os.cpu_count() or 1))
-        options = {key: (str(value) if value is not None else None) for key, value in self.paper_options.items()
-                   if key in ("data_root", "finetuned_dir")}
         return SweepContext(get_preset(self.preset), size or self.size, seed=self.seed, cache_dir=str(self.cache_dir),
-                            threads=threads, **options)
+                            threads=threads, data_root=self.data_root, finetuned_dir=self.finetuned_dir)
 
     def bench(self, size: str | None = None) -> Workbench:
         """The workbench (built on first use and cached in ``data/cache``)."""
@@ -145,11 +144,12 @@ def markdown_table(table: pd.DataFrame, *, digits: int = 1) -> str:
 
 def start(name: str, *, preset: str = "mini", size: str = "B-32", seed: int = 0, executor: str = "processes",
           workers: int | None = None, outputs_root: str | Path | None = None,
-          cache_dir: str | Path = DEFAULT_CACHE_DIR, **paper_options) -> Notebook:
+          cache_dir: str | Path = DEFAULT_CACHE_DIR, data_root: str | Path | None = None,
+          finetuned_dir: str | Path | None = None) -> Notebook:
     """Seed everything, apply the smoke switch, and return the notebook's run.
 
-    ``outputs_root`` defaults to ``$BREADCRUMBS_OUTPUTS`` or ``outputs/``. ``paper_options``
-    (``data_root``, ``finetuned_dir``) serve the ``paper`` preset.
+    ``outputs_root`` defaults to ``$BREADCRUMBS_OUTPUTS`` or ``outputs/``. ``data_root`` and
+    ``finetuned_dir`` serve the ``paper`` preset (see :func:`.pipeline.prepare`).
     """
     outputs_root = outputs_root or os.environ.get(OUTPUTS_ENV) or OUTPUTS_DIR
     if executor not in EXECUTORS:
@@ -160,4 +160,4 @@ def start(name: str, *, preset: str = "mini", size: str = "B-32", seed: int = 0,
     seed_everything(seed)
     plt.rcParams["figure.max_open_warning"] = 0
     return Notebook(name, preset, size, seed, executor, workers, output_dir(preset, outputs_root), Path(cache_dir),
-                    dict(paper_options))
+                    None if data_root is None else str(data_root), None if finetuned_dir is None else str(finetuned_dir))
