@@ -208,7 +208,8 @@ class ResultsStore:
         """The records (of one run / method, or all) as a DataFrame, one row per record.
 
         Columns: ``preset, size, seed, library_version, run_id, method, hyperparameters`` (JSON),
-        one column per hyperparameter name (``alpha``, ``beta``, ...), ``subset`` (``"a+b"``),
+        one column per hyperparameter name (``alpha``, ``beta``, ...; ``param_<name>`` where the
+        name is taken, e.g. DARE's ``param_seed``), ``subset`` (``"a+b"``),
         ``n_tasks``, ``scored_task``, ``observed`` (the scored task is in the subset),
         ``split``, ``accuracy``, ``normalized_accuracy``. Sorted by every key, so equal stores
         give equal frames.
@@ -236,14 +237,16 @@ class ResultsStore:
 
 
 def tidy_records(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add ``n_tasks``, ``observed`` and one column per hyperparameter to raw records, sorted."""
+    """Add ``n_tasks``, ``observed`` and one column per hyperparameter (``param_<name>`` when the
+    name is already a column) to raw records, sorted."""
     frame = frame.copy()
     subsets = frame["subset"].map(parse_subset_name)
     frame["n_tasks"] = subsets.map(len)
     frame["observed"] = [task in subset for task, subset in zip(frame["scored_task"], subsets)]
     settings = pd.DataFrame([json.loads(text) for text in frame["hyperparameters"]], index=frame.index)
-    for column in settings.columns:
-        frame[column] = settings[column]
+    taken = set(frame.columns)
+    for name in settings.columns:  # e.g. DARE's "seed" must not overwrite the run's seed
+        frame[name if name not in taken else f"param_{name}"] = settings[name]
     keys = ["run_id", "method", "hyperparameters", "subset", "scored_task", "split"]
     return frame.sort_values(keys, kind="stable").reset_index(drop=True)
 

@@ -54,6 +54,15 @@ def test_records_round_trip_with_normalisation_and_tidy_columns(tmp_path):
     assert store.stored_keys(run_id) == {(r.method, r.hyperparameters, r.subset, r.scored_task, r.split) for r in records}
 
 
+def test_a_hyperparameter_named_like_a_column_does_not_overwrite_it(tmp_path):
+    store = ResultsStore(tmp_path / "r.sqlite")
+    run_id = store.register_run(IDENTITY)
+    store.write(run_id, records_for("dare", {"alpha": 0.5, "p": 0.3, "seed": 7}, ("a",), {("a", "test"): 0.5},
+                                    {("a", "test"): 1.0}))
+    frame = store.frame(run_id)
+    assert frame["seed"].tolist() == [IDENTITY.seed] and frame["param_seed"].tolist() == [7]
+
+
 def test_a_bad_accuracy_is_refused_and_nothing_is_written(tmp_path):
     store = ResultsStore(tmp_path / "r.sqlite")
     run_id = store.register_run(IDENTITY)
