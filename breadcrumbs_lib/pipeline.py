@@ -4,7 +4,8 @@
 contrastively on a generated caption corpus, builds each task's zero-shot head, and fine-tunes
 the image encoder once per task. Every artifact is cached under
 ``<cache_dir>/<preset>/<size>/<key>/`` as safetensors, where ``key`` hashes everything that
-determines it (model config, recipe, seed, data version); a re-run loads them, and
+determines it (model config, recipe, seed, data version; for ``paper`` also the digest of the
+pretrained weights, so that models fine-tuned from other weights are never reused); a re-run loads them, and
 ``recompute=True`` rebuilds them. Writes are atomic, so an interrupted run never leaves a
 checkpoint that loads wrong.
 """
@@ -31,7 +32,7 @@ from .paper_data import check_paper_assets, load_pretrained_clip, load_split_dat
 from .paper_tasks import PAPER_TASKS
 from .paths import DEFAULT_CACHE_DIR
 from .presets import Preset, get_preset
-from .state_dicts import StateDict, check_same_layout, load_state_dict, save_state_dict
+from .state_dicts import StateDict, check_same_layout, load_state_dict, save_state_dict, state_dict_digest
 from .training import finetune, pretrain_clip, tokenize
 
 
@@ -94,6 +95,8 @@ def prepare(
     if preset.name == "paper":
         bench = _paper_workbench(preset, size, tasks, seed, device, data_root, (weights or {}).get(size), download)
         _load_finetuned(bench, finetuned_dir)
+        # models fine-tuned here belong to these base weights: other weights (another file) get another folder
+        folder = folder.with_name(f"{folder.name}-{state_dict_digest(bench.base)[:12]}")
     else:
         bench = _mini_workbench(preset, size, tasks, seed, device, folder, recompute, Path(cache_dir) / preset.name)
     _finetune_missing(bench, folder, recompute, seed)
