@@ -22,7 +22,7 @@ import numpy as np
 from breadcrumbs_lib.evaluation import Evaluator
 from breadcrumbs_lib.presets import MINI
 from breadcrumbs_lib.results_store import ResultsStore
-from breadcrumbs_lib.sweep_units import workbench_for
+from breadcrumbs_lib.sweep_units import FINETUNED, ZERO_SHOT, workbench_for
 from breadcrumbs_lib.sweeps import InlineExecutor, Sweep, SweepContext, grid, run_sweep
 from breadcrumbs_lib.tuning import best_per_subset
 
@@ -59,8 +59,8 @@ def main() -> None:
     store = ResultsStore(Path(tempfile.mkdtemp(prefix="bench-mini-")) / "results.sqlite")
     frame = run_sweep(sweeps, context, store=store, executor=InlineExecutor(), progress=False)
     test_rows = frame[frame["split"] == "test"]
-    rows = {"zero-shot": test_rows[test_rows["method"] == "zeroshot"],
-            "fine-tuned (one model per task)": test_rows[test_rows["method"] == "finetuned"]}
+    rows = {"zero-shot": test_rows[test_rows["method"] == ZERO_SHOT],
+            "fine-tuned (one model per task)": test_rows[test_rows["method"] == FINETUNED]}
     best = best_per_subset(frame[frame["method"].isin(["task_arithmetic", "breadcrumbs"])]).set_index("method")
     for label, method in (("task arithmetic, 8 tasks", "task_arithmetic"), ("breadcrumbs 85%, 8 tasks", "breadcrumbs")):
         setting = best.loc[method, "hyperparameters"]

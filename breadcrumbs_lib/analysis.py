@@ -20,6 +20,8 @@ import torch
 from torch import Tensor
 
 from .masks import find_breadcrumbs_band
+from .sweep_units import BASELINES, FINETUNED, ZERO_SHOT
+from .task_subsets import parse_subset_name, subset_name
 from .task_vectors import TaskVector
 from .tuning import best_per_subset
 
@@ -82,7 +84,7 @@ def pair_outcomes(frame: pd.DataFrame, *, select_split: str = "val", report_spli
     best = best_per_subset(pairs, select_split=select_split, report_split=report_split)
     rows = []
     for _, choice in best.iterrows():
-        first, second = choice["subset"].split("+")
+        first, second = parse_subset_name(choice["subset"])
         chosen = pairs[(pairs["run_id"] == choice["run_id"]) & (pairs["method"] == choice["method"])
                        & (pairs["subset"] == choice["subset"]) & (pairs["hyperparameters"] == choice["hyperparameters"])
                        & (pairs["split"] == report_split)].set_index("scored_task")["normalized_accuracy"]
@@ -104,14 +106,14 @@ def headline(frame: pd.DataFrame, tasks: list[str], *, select_split: str = "val"
     absolute and normalized ``report_split`` accuracy over the tasks, with the setting. Zero-shot
     and fine-tuned rows come first. Breadcrumbs settings with beta = gamma = 0 are left out
     (they are task arithmetic)."""
-    everything = "+".join(tasks)
+    everything = subset_name(tasks)
     test = frame[frame["split"] == report_split]
     rows = []
-    for method, label in (("zeroshot", "zero-shot"), ("finetuned", "fine-tuned (one model per task)")):
+    for method, label in ((ZERO_SHOT, "zero-shot"), (FINETUNED, "fine-tuned (one model per task)")):
         records = test[test["method"] == method]
         rows.append({"model": label, "accuracy": records["accuracy"].mean(),
                      "normalized_accuracy": records["normalized_accuracy"].mean(), "hyperparameters": ""})
-    merged = frame[(frame["subset"] == everything) & ~frame["method"].isin(["zeroshot", "finetuned"])]
+    merged = frame[(frame["subset"] == everything) & ~frame["method"].isin(BASELINES)]
     merged = merged[merged["hyperparameters"].map(lambda text: masking_variant(json.loads(text)) != "none")
                     | (merged["method"] != "breadcrumbs")]  # beta = gamma = 0 is task arithmetic, not breadcrumbs
     for _, choice in best_per_subset(merged, select_split=select_split, report_split=report_split).iterrows():

@@ -157,7 +157,7 @@ def _finetune_missing(bench: Workbench, folder: Path, recompute: bool, seed: int
     """Fine-tune (and cache) every task that has no fine-tuned encoder yet."""
     missing = []
     for task in bench.tasks:
-        path = folder / "finetuned" / f"{task}.safetensors"
+        path = _finetuned_path(folder, task)
         if task in bench.finetuned:
             continue
         if path.exists() and not recompute:
@@ -173,9 +173,13 @@ def _finetune_missing(bench: Workbench, folder: Path, recompute: bool, seed: int
                                       device=bench.device, description=f"fine-tuning {task}")
         bench.seconds[f"fine-tuning {task}"] = time.perf_counter() - start
         bench.finetuned[task] = {key: value.detach().cpu().clone() for key, value in classifier.encoder.state_dict().items()}
-        save_state_dict(bench.finetuned[task], folder / "finetuned" / f"{task}.safetensors",
+        save_state_dict(bench.finetuned[task], _finetuned_path(folder, task),
                         metadata={"task": task, "base": bench.preset.model_name(bench.size)})
         _write_curves(folder, {task: bench.curves[task]})
+
+
+def _finetuned_path(folder: Path, task: str) -> Path:
+    return folder / "finetuned" / f"{task}.safetensors"
 
 
 def _foundation(preset: Preset, model_name: str, seed: int, folder: Path, recompute: bool,
