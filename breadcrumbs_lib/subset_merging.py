@@ -25,7 +25,6 @@ come in. Other methods (TIES, DARE, or any ``include``/``exclude`` pattern) go t
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
@@ -52,8 +51,8 @@ class SubsetMerger:
     """Merged state dicts of subsets of ``finetuned`` (task -> state dict) onto ``base``.
 
     ``cache_bytes`` bounds the cache of per-task vectors ``f(tau_t)``; the stack of partial sums
-    (at most one vector per task) comes on top of it. ``seconds`` accumulates the time spent
-    merging, ``computed`` counts the vectors formed (cache misses).
+    (at most one vector per task) comes on top of it. ``computed`` counts the vectors formed
+    (cache misses).
     """
 
     def __init__(self, base: Mapping[str, Tensor], finetuned: Mapping[str, Mapping[str, Tensor]],
@@ -61,7 +60,6 @@ class SubsetMerger:
         self.base = base
         self.finetuned = finetuned
         self.cache_bytes = cache_bytes
-        self.seconds = 0.0
         self.computed = 0
         self._cache: OrderedDict[tuple[str, Transform], TaskVector] = OrderedDict()
         self._cached_bytes = 0
@@ -84,15 +82,11 @@ class SubsetMerger:
         unknown = [task for task in subset if task not in self.finetuned]
         if unknown or not subset:
             raise ValueError(f"cannot merge subset {subset}: no fine-tuned model for {unknown or 'an empty subset'}")
-        start = time.perf_counter()
-        try:
-            if method not in INCREMENTAL_METHODS or not set(hyperparameters) <= INCREMENTAL_METHODS[method]:
-                return merge(self.base, [self.finetuned[task] for task in subset], method, **hyperparameters)
-            total = self._subset_sum(subset, _transform(method, hyperparameters))
-            alpha = 1.0 / len(subset) if method == "average" else hyperparameters["alpha"]
-            return total.apply_to(self.base, alpha)
-        finally:
-            self.seconds += time.perf_counter() - start
+        if method not in INCREMENTAL_METHODS or not set(hyperparameters) <= INCREMENTAL_METHODS[method]:
+            return merge(self.base, [self.finetuned[task] for task in subset], method, **hyperparameters)
+        total = self._subset_sum(subset, _transform(method, hyperparameters))
+        alpha = 1.0 / len(subset) if method == "average" else hyperparameters["alpha"]
+        return total.apply_to(self.base, alpha)
 
     def vector(self, task: str, transform: Transform) -> TaskVector:
         """``f(tau_task)`` for ``transform`` (cached)."""
