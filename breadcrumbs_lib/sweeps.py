@@ -190,15 +190,29 @@ def run_selection_sweep(
 def run_identity(context: SweepContext, bench: Workbench) -> RunIdentity:
     """What identifies the results of ``bench``: preset, size, seed, library version, recipe and
     the digests of the base and of every fine-tuned checkpoint."""
+    base_digest, finetuned_digests = _checkpoint_digests(bench)
     return RunIdentity(
         preset=context.preset.name,
         size=context.size,
         seed=context.seed,
         library_version=__version__,
         artifact_key=artifact_key(context.preset, context.preset.model_name(context.size), context.seed),
-        base_digest=state_dict_digest(bench.base),
-        finetuned_digests={task: state_dict_digest(state) for task, state in bench.finetuned.items()},
+        base_digest=base_digest,
+        finetuned_digests=finetuned_digests,
     )
+
+
+_DIGESTS: list[tuple[Workbench, str, dict[str, str]]] = []  # the last workbench digested
+
+
+def _checkpoint_digests(bench: Workbench) -> tuple[str, dict[str, str]]:
+    """SHA-256 digests of ``bench``'s base and fine-tuned models, computed once per workbench
+    object: every sweep of a notebook calls this, and hashing ViT-L/14 checkpoints takes seconds."""
+    if not _DIGESTS or _DIGESTS[0][0] is not bench:
+        _DIGESTS[:] = [(bench, state_dict_digest(bench.base),
+                        {task: state_dict_digest(state) for task, state in bench.finetuned.items()})]
+    _, base_digest, finetuned_digests = _DIGESTS[0]
+    return base_digest, dict(finetuned_digests)
 
 
 class InlineExecutor(Executor):
