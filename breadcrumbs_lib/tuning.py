@@ -45,12 +45,10 @@ def best_per_subset(frame: pd.DataFrame, *, select_split: str = "val", report_sp
     (``selection_score``) and the same setting's ``report_split`` score (``score``), averaged
     over the tasks of ``report_scope`` (default: ``scope``; ``"all"`` for Fig. 2a)."""
     scores = subset_scores(frame, scope=scope, metric=metric)
-    keys = [*RUN, "subset", "n_tasks"]
-    chosen = _argmax(scores[scores["split"] == select_split], keys).rename(columns={"score": "selection_score"})
+    reported = scores
     if report_scope is not None and report_scope != scope:
-        scores = subset_scores(frame, scope=report_scope, metric=metric)
-    reported = scores[scores["split"] == report_split][[*keys, "hyperparameters", "score"]]
-    return chosen.drop(columns="split").merge(reported, on=[*keys, "hyperparameters"], how="left")
+        reported = subset_scores(frame, scope=report_scope, metric=metric)
+    return _choose_then_report(scores, reported, [*RUN, "subset", "n_tasks"], select_split, report_split)
 
 
 def best_per_size(frame: pd.DataFrame, *, select_split: str = "val", report_split: str = "test",
@@ -60,9 +58,7 @@ def best_per_size(frame: pd.DataFrame, *, select_split: str = "val", report_spli
     scores = subset_scores(frame, scope=scope, metric=metric)
     keys = [*RUN, "n_tasks"]
     per_setting = scores.groupby([*keys, "hyperparameters", "split"], sort=True)["score"].mean().reset_index()
-    chosen = _argmax(per_setting[per_setting["split"] == select_split], keys).rename(columns={"score": "selection_score"})
-    reported = per_setting[per_setting["split"] == report_split][[*keys, "hyperparameters", "score"]]
-    return chosen.drop(columns="split").merge(reported, on=[*keys, "hyperparameters"], how="left")
+    return _choose_then_report(per_setting, per_setting, keys, select_split, report_split)
 
 
 def validation_free(frame: pd.DataFrame, order: Sequence[str], *, tuned_on: Iterable[int] = (1, 2, 3),
@@ -92,6 +88,15 @@ def validation_free(frame: pd.DataFrame, order: Sequence[str], *, tuned_on: Iter
                     rows.append({**choice[RUN].to_dict(), "tuned_on": k, "n_tasks": n,
                                  "hyperparameters": choice["hyperparameters"], "score": float(match["score"].iloc[0])})
     return pd.DataFrame(rows, columns=[*RUN, "tuned_on", "n_tasks", "hyperparameters", "score"])
+
+
+def _choose_then_report(selection: pd.DataFrame, report: pd.DataFrame, keys: list[str], select_split: str,
+                        report_split: str) -> pd.DataFrame:
+    """Per group of ``keys``: the setting with the best ``select_split`` score in ``selection``
+    (as ``selection_score``) and its ``report_split`` score in ``report`` (as ``score``)."""
+    chosen = _argmax(selection[selection["split"] == select_split], keys).rename(columns={"score": "selection_score"})
+    reported = report[report["split"] == report_split][[*keys, "hyperparameters", "score"]]
+    return chosen.drop(columns="split").merge(reported, on=[*keys, "hyperparameters"], how="left")
 
 
 def _argmax(scores: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
