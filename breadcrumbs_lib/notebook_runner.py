@@ -76,13 +76,23 @@ def parse_parameters(pairs: list[list[str]], files: list[str]) -> dict:
     """Parameters from ``-f`` YAML files, then ``-p NAME VALUE`` pairs (values parsed as YAML)."""
     parameters: dict = {}
     for file in files:
-        content = yaml.safe_load(Path(file).read_text()) or {}
+        if not Path(file).is_file():
+            raise SystemExit(f"parameters file {file}: no such file")
+        content = _read_yaml(Path(file).read_text(), f"parameters file {file}") or {}
         if not isinstance(content, dict):
-            raise SystemExit(f"{file}: expected a mapping of parameter names to values")
+            raise SystemExit(f"parameters file {file}: expected a mapping of parameter names to values")
         parameters.update(content)
-    for name, value in pairs:
-        parameters[name] = yaml.safe_load(value)
+    for name, value in pairs:  # "None" as papermill reads it, the rest as YAML
+        parameters[name] = None if value == "None" else _read_yaml(value, f"-p {name}")
     return parameters
+
+
+def _read_yaml(text: str, source: str):
+    """``text`` parsed as YAML; a clear exit naming ``source`` when it is not valid YAML."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise SystemExit(f"{source}: not valid YAML ({error})") from error
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -52,11 +52,19 @@ def test_parameters_pass_through_papermill(tmp_path, monkeypatch):
 def test_runner_reads_parameters_like_papermill(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("seed: 3\nalphas: [0.1, 0.2]\n")
-    parsed = notebook_runner.parse_parameters([["beta", "0.5"], ["executor", "inline"], ["sizes", '["B-32", "L-14"]']],
-                                              [str(params)])
-    assert parsed == {"seed": 3, "alphas": [0.1, 0.2], "beta": 0.5, "executor": "inline", "sizes": ["B-32", "L-14"]}
+    parsed = notebook_runner.parse_parameters([["beta", "0.5"], ["executor", "inline"], ["sizes", '["B-32", "L-14"]'],
+                                               ["workers", "None"]], [str(params)])
+    assert parsed == {"seed": 3, "alphas": [0.1, 0.2], "beta": 0.5, "executor": "inline", "sizes": ["B-32", "L-14"],
+                      "workers": None}
     with pytest.raises(SystemExit, match="no notebook matches"):
         notebook_runner.run("smoke", {}, only=["42"], outputs_root=tmp_path)
+    with pytest.raises(SystemExit, match="missing.yaml: no such file"):
+        notebook_runner.parse_parameters([], [str(tmp_path / "missing.yaml")])
+    (tmp_path / "broken.yaml").write_text("alphas: [0.1\n")
+    with pytest.raises(SystemExit, match="broken.yaml: not valid YAML"):
+        notebook_runner.parse_parameters([], [str(tmp_path / "broken.yaml")])
+    with pytest.raises(SystemExit, match="-p sizes: not valid YAML"):
+        notebook_runner.parse_parameters([["sizes", "[B-32"]], [])
 
 
 def _notebook(path, source):
