@@ -3,7 +3,7 @@
 #               (outputs/mini/); pass papermill parameters with ARGS, e.g.
 #               make run ARGS="-p seed 1"   or   make run ARGS="--preset paper -f params.yaml"
 #   make test   the test suite
-# Also: make bench (the benchmarks: merge speed, mini from scratch, the 255-subset sweep).
+# Also: make bench (the benchmarks: merge speed, mini from scratch, the 255-subset sweep, model sizes).
 # Both create a project-local virtual environment in .venv on first use and reuse it after;
 # it is rebuilt when pyproject.toml changes.
 
@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_merge.py --repeats 7
 	$(PY) benchmarks/bench_mini.py
 	$(PY) benchmarks/bench_sweep.py
+	$(PY) benchmarks/bench_sizes.py
 
 test: $(STAMP)
 	$(PY) -m pytest
