@@ -110,6 +110,19 @@ def subsets_by_size(best: pd.DataFrame, title: str, *, hue: str = "method") -> F
     return fig
 
 
+def means_by_size(best: pd.DataFrame, title: str) -> Figure:
+    """Fig. 4 in kind, both methods: the mean score per number of tasks, one colour per model size
+    and one line style per method."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    means = best.groupby(["size", "method", "n_tasks"])["score"].mean().reset_index()
+    sns.lineplot(means, x="n_tasks", y="score", hue="size", style="method", marker="o", ax=ax)
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle=":")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="number of tasks merged", ylabel="mean normalized accuracy", title=title)
+    fig.tight_layout()
+    return fig
+
+
 def validation_free(result: pd.DataFrame, title: str) -> Figure:
     """Fig. 3 in kind: score against the number of tasks, one line per (method, tasks tuned on)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))

@@ -15,6 +15,7 @@ forms.
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Iterable, Sequence
 
 Subset = tuple[str, ...]
@@ -49,6 +50,26 @@ def prefixes(tasks: Sequence[str]) -> list[Subset]:
     """``(t1,), (t1, t2), ..., (t1, ..., tT)``: tasks added one at a time (Fig. 3)."""
     _check_unique(tasks)
     return [tuple(tasks[:k]) for k in range(1, len(tasks) + 1)]
+
+
+def sample_by_size(tasks: Sequence[str], per_size: int | None, seed: int = 0) -> list[Subset]:
+    """At most ``per_size`` subsets of each size ``1..T``, drawn without replacement by a
+    generator seeded with ``seed`` (every subset of a size when it has no more than
+    ``per_size``; ``per_size=None``: all ``2^T - 1``), in depth-first prefix order.
+
+    For studies that cannot afford every subset (Fig. 4 on larger models): each number of tasks
+    keeps up to ``per_size`` points, and the same tasks and seed always give the same sample.
+    """
+    if per_size is None:
+        return all_subsets(tasks)
+    if isinstance(per_size, bool) or not isinstance(per_size, int) or per_size < 1:
+        raise ValueError(f"per_size must be a positive integer or None, got {per_size!r}")
+    generator = random.Random(seed)
+    chosen: set[Subset] = set()
+    for size in range(1, len(tasks) + 1):
+        of_size = all_subsets(tasks, sizes=[size])
+        chosen.update(of_size if len(of_size) <= per_size else generator.sample(of_size, per_size))
+    return [subset for subset in all_subsets(tasks) if subset in chosen]
 
 
 def canonical(subset: Iterable[str], tasks: Sequence[str]) -> Subset:

@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 
 from breadcrumbs_lib import merge
 from breadcrumbs_lib.subset_merging import SubsetMerger
-from breadcrumbs_lib.task_subsets import all_subsets, canonical, pairs, parse_subset_name, prefixes, subset_name
+from breadcrumbs_lib.task_subsets import (
+    all_subsets,
+    canonical,
+    pairs,
+    parse_subset_name,
+    prefixes,
+    sample_by_size,
+    subset_name,
+)
 
 TASKS = ["a", "b", "c", "d"]
 
@@ -41,6 +49,26 @@ def test_subset_helpers():
             canonical(bad, TASKS)
     with pytest.raises(ValueError, match="unique"):
         all_subsets(["a", "a"])
+
+
+@given(st.integers(1, 7), st.integers(1, 40), st.integers(0, 3))
+def test_sample_by_size_keeps_at_most_per_size_of_each_size_reproducibly(n_tasks, per_size, seed):
+    tasks = [f"t{i}" for i in range(n_tasks)]
+    sample = sample_by_size(tasks, per_size, seed)
+    assert sample == sample_by_size(tasks, per_size, seed)  # same seed, same sample
+    assert sample == [subset for subset in all_subsets(tasks) if subset in set(sample)]  # prefix order, distinct
+    for size in range(1, n_tasks + 1):
+        available = len(all_subsets(tasks, sizes=[size]))
+        assert sum(len(subset) == size for subset in sample) == min(per_size, available)
+
+
+def test_sample_by_size_none_is_everything_and_bad_sizes_fail():
+    assert sample_by_size(TASKS, None) == all_subsets(TASKS)
+    eight = [f"t{i}" for i in range(8)]
+    assert len({tuple(sample_by_size(eight, 3, seed)) for seed in range(4)}) > 1  # the seed matters
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="per_size"):
+            sample_by_size(TASKS, bad)
 
 
 SETTINGS = [
