@@ -11,8 +11,10 @@ prints the median time of each and their ratio, measured in this one run.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
+from dataclasses import dataclass
 
 import open_clip
 import torch
@@ -41,10 +43,20 @@ def finetuned_copies(base: dict[str, torch.Tensor], count: int, seed: int) -> li
     return copies
 
 
-def time_merge(base, finetuned, method: str, **hyperparameters) -> float:
-    start = time.perf_counter()
+@dataclass(frozen=True)
+class Run:
+    """One merge: wall-clock seconds, and the process's system time and minor page faults in it."""
+
+    wall: float
+    system: float
+    page_faults: int
+
+
+def time_merge(base, finetuned, method: str, **hyperparameters) -> Run:
+    before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     merge(base, finetuned, method, **hyperparameters)
-    return time.perf_counter() - start
+    wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+    return Run(wall, after.ru_stime - before.ru_stime, after.ru_minflt - before.ru_minflt)
 
 
 def breakdown(base, finetuned, repeats: int) -> dict[str, float]:
@@ -86,12 +98,17 @@ def main() -> None:
         arithmetic.append(time_merge(base, finetuned, "task_arithmetic", alpha=0.3))
         crumbs.append(time_merge(base, finetuned, "breadcrumbs", alpha=0.3, beta=0.85, gamma=0.01,
                                  granularity=args.granularity))
-    print(f"task arithmetic runs (s): {' '.join(f'{t:.2f}' for t in arithmetic)}")
-    print(f"breadcrumbs runs (s)    : {' '.join(f'{t:.2f}' for t in crumbs)}  "
-          f"(beta 0.85, gamma 0.01, granularity {args.granularity})")
-    # The best run is the least noisy estimate of a cost on a shared machine; the median is shown too.
-    print(f"ratio breadcrumbs / task arithmetic: {min(crumbs) / min(arithmetic):.2f} (best runs), "
-          f"{statistics.median(crumbs) / statistics.median(arithmetic):.2f} (medians)")
+    for label, runs in (("task arithmetic", arithmetic), ("breadcrumbs    ", crumbs)):
+        print(f"{label} runs (s): {' '.join(f'{run.wall:.2f}' for run in runs)}   "
+              f"system time (s): {' '.join(f'{run.system:.2f}' for run in runs)}   "
+              f"page faults (median): {statistics.median(run.page_faults for run in runs):,.0f}")
+    print(f"(breadcrumbs: beta 0.85, gamma 0.01, granularity {args.granularity})")
+    # The best run is the least noisy estimate of a cost on a shared machine; the median, and the
+    # median of the ratios of runs made back to back, are shown too.
+    walls_ta, walls_bc = [run.wall for run in arithmetic], [run.wall for run in crumbs]
+    print(f"ratio breadcrumbs / task arithmetic: {min(walls_bc) / min(walls_ta):.2f} (best runs), "
+          f"{statistics.median(walls_bc) / statistics.median(walls_ta):.2f} (medians), "
+          f"{statistics.median(bc / ta for bc, ta in zip(walls_bc, walls_ta)):.2f} (median of back-to-back pairs)")
     print("where a Breadcrumbs merge spends its time, per fine-tuned model (best of the repeats):")
     for phase, seconds in breakdown(base, finetuned, args.repeats).items():
         print(f"  {phase:32s} {seconds:6.3f} s")
