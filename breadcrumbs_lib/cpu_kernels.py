@@ -17,6 +17,8 @@ import numpy as np
 from numba import njit, prange
 
 MAGNITUDE_BITS = np.uint32(0x7FFFFFFF)
+#: The smallest magnitude key of a non-finite value (infinity; NaNs lie above it).
+NON_FINITE_KEY = np.uint32(0x7F800000)
 #: ``(lo, width)`` of a window no finite magnitude key falls in.
 EMPTY_WINDOW = (np.uint32(0xFFFFFFFF), np.uint32(0))
 _CHUNKS_PER_THREAD = 2
@@ -31,14 +33,16 @@ def n_chunks(size: int) -> int:
 def count_and_collect(bits, lo_1, width_1, lo_2, width_2, chunks):  # pragma: no cover - compiled
     """For two key windows ``[lo_k, lo_k + width_k]`` over the magnitude keys of ``bits`` (the
     uint32 view of a float32 array): how many keys lie below ``lo_k``, and the keys inside the
-    window with their positions, compacted in index order.
+    window with their positions, compacted in index order; and, in the same pass, how many
+    entries are not finite (the callers' finiteness check).
 
-    Returns ``(below_1, keys_1, positions_1, below_2, keys_2, positions_2)``.
+    Returns ``(non_finite, below_1, keys_1, positions_1, below_2, keys_2, positions_2)``.
     """
     n = bits.size
     step = (n + chunks - 1) // chunks
     below = np.zeros((chunks, 2), dtype=np.int64)
     filled = np.zeros((chunks, 2), dtype=np.int64)
+    non_finite = np.zeros(chunks, dtype=np.int64)
     keys_1 = np.empty(n, dtype=np.uint32)
     keys_2 = np.empty(n, dtype=np.uint32)
     positions_1 = np.empty(n, dtype=np.int64)
@@ -53,8 +57,10 @@ def count_and_collect(bits, lo_1, width_1, lo_2, width_2, chunks):  # pragma: no
         b_2 = 0
         f_1 = 0
         f_2 = 0
+        bad = 0
         for i in range(part.size):
             key = part[i] & np.uint32(0x7FFFFFFF)
+            bad += key >= NON_FINITE_KEY
             b_1 += key < lo_1
             b_2 += key < lo_2
             if np.uint32(key - lo_1) <= width_1:
@@ -69,9 +75,10 @@ def count_and_collect(bits, lo_1, width_1, lo_2, width_2, chunks):  # pragma: no
         below[c, 1] = b_2
         filled[c, 0] = f_1
         filled[c, 1] = f_2
+        non_finite[c] = bad
     band_1, where_1 = _compact(keys_1, positions_1, filled[:, 0], step)
     band_2, where_2 = _compact(keys_2, positions_2, filled[:, 1], step)
-    return below[:, 0].sum(), band_1, where_1, below[:, 1].sum(), band_2, where_2
+    return non_finite.sum(), below[:, 0].sum(), band_1, where_1, below[:, 1].sum(), band_2, where_2
 
 
 @njit(cache=True)

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-from .selection import RankBand, band_mask, band_masked, find_band
+from .selection import NonFiniteValuesError, RankBand, band_mask, band_masked, find_band
 
 #: Groups a single tensor can be split into. ``"global"`` (one group over a whole task vector)
 #: is offered by :meth:`breadcrumbs_lib.TaskVector.breadcrumbs_masks`.
@@ -51,7 +51,7 @@ def band_counts(n: int, beta: float, gamma: float) -> tuple[int, int]:
 
 def find_breadcrumbs_band(groups: Tensor, beta: float, gamma: float) -> RankBand:
     """Locate the kept band of a ``(G, m)`` float32 group matrix: ranks
-    ``[floor(beta*m), m - floor(gamma*m))`` by ``|x|``."""
+    ``[floor(beta*m), m - floor(gamma*m))`` by ``|x|``. ``ValueError`` if an entry is not finite."""
     n_low, n_high = band_counts(groups.shape[1], beta, gamma)
     return find_band(groups, n_low, n_high)
 
@@ -85,7 +85,7 @@ def breadcrumbs_mask(delta: Tensor, beta: float, gamma: float, granularity: str 
     groups = _groups(delta, beta, gamma, granularity)
     if groups is None:
         return torch.ones_like(delta, dtype=torch.bool)
-    return band_mask(groups, find_breadcrumbs_band(groups, beta, gamma)).reshape(delta.shape)
+    return band_mask(groups, _band(groups, beta, gamma, delta)).reshape(delta.shape)
 
 
 def breadcrumbs_masked(
@@ -102,25 +102,30 @@ def breadcrumbs_masked(
     groups = _groups(delta, beta, gamma, granularity)
     if groups is None:
         return delta if inplace else delta.to(torch.float32, copy=True)
-    band = find_breadcrumbs_band(groups, beta, gamma)
+    band = _band(groups, beta, gamma, delta)
     if inplace:
         band_masked(groups, band, out=groups)  # groups is a view of delta
         return delta
     return band_masked(groups, band).reshape(delta.shape)
 
 
+def _band(groups: Tensor, beta: float, gamma: float, delta: Tensor) -> RankBand:
+    """:func:`find_breadcrumbs_band`, its finiteness error naming ``delta``'s shape."""
+    try:
+        return find_breadcrumbs_band(groups, beta, gamma)
+    except NonFiniteValuesError as error:
+        raise ValueError(f"delta of shape {tuple(delta.shape)} has {error.count} non-finite entries") from None
+
+
 def _groups(delta: Tensor, beta: float, gamma: float, granularity: str) -> Tensor | None:
     """Validate the arguments and view ``delta`` as a float32 ``(G, m)`` group matrix
-    (``None`` for tensors that are never masked: 0-d or empty)."""
+    (``None`` for tensors that are never masked: 0-d or empty). Finiteness is checked by the
+    selection itself (:func:`.selection.find_band`), in its own pass over the values."""
     check_fractions(beta, gamma)
     check_granularity(granularity, TENSOR_GRANULARITIES)
     if not delta.is_floating_point():
         raise ValueError(f"delta must be a floating-point tensor, got dtype {delta.dtype}")
     if delta.dim() == 0 or delta.numel() == 0:
         return None
-    values = delta.detach().to(torch.float32)
-    if not bool(torch.isfinite(values.sum())) and not bool(torch.isfinite(values).all()):
-        bad = int((~torch.isfinite(values)).sum())
-        raise ValueError(f"delta of shape {tuple(delta.shape)} has {bad} non-finite entries")
-    values = values.contiguous()
+    values = delta.detach().to(torch.float32).contiguous()
     return values.reshape(1, -1) if granularity == "tensor" else values.reshape(-1, delta.shape[-1])

@@ -43,6 +43,14 @@ _NO_HIGH_CUT = math.inf  # above every finite magnitude
 _BEYOND_FINITE_KEYS = np.uint32(0x80000000)  # above the key of every finite magnitude
 
 
+class NonFiniteValuesError(ValueError):
+    """The values to rank hold NaN or infinity, which have no place in an order by magnitude."""
+
+    def __init__(self, count: int, shape: tuple[int, ...]):
+        super().__init__(f"{count} non-finite entries among values of shape {shape}")
+        self.count = count
+
+
 @dataclass(frozen=True)
 class Cut:
     """The k-th smallest magnitude of each of G groups and how many entries lie below / at it.
@@ -99,18 +107,22 @@ class RankBand:
 
 def find_band(values: Tensor, n_low: int, n_high: int) -> RankBand:
     """Locate the ranks ``[n_low, m - n_high)`` of ``|values|`` in each row of a ``(G, m)``
-    float32 tensor of finite values."""
+    float32 tensor.
+
+    Raises :class:`NonFiniteValuesError` (a ``ValueError``) if any value is NaN or infinite; on
+    the CPU path this check rides on the selection's own pass over the values."""
     if values.dim() != 2 or values.dtype != torch.float32:
         raise ValueError(f"values must be a 2-D float32 tensor, got {values.dtype} of shape {tuple(values.shape)}")
     n_groups, m = values.shape
     if n_low < 0 or n_high < 0 or n_low + n_high > m:
         raise ValueError(f"cannot drop {n_low} + {n_high} entries from groups of {m}")
     ranks = (n_low if n_low > 0 else None, m - n_high + 1 if n_high > 0 else None)
-    if m == 0 or n_groups == 0 or ranks == (None, None):
+    if m == 0 or n_groups == 0:
         return RankBand(m, n_low, n_high, None, None)
-    if _cpu_fast_path(values):
+    if _cpu_fast_path(values) and ranks != (None, None):
         low, high = _cuts_one_group_cpu(_bits(values), ranks)
     else:
+        _check_finite_torch(values)
         low, high = (None if k is None else _cuts_torch(values, k) for k in ranks)
     return RankBand(m, n_low, n_high, low, high)
 
@@ -177,14 +189,17 @@ def _dropped_tied_positions(band: RankBand) -> np.ndarray:
 
 def _cuts_one_group_cpu(bits: np.ndarray, ranks: tuple[int | None, int | None]) -> tuple[Cut | None, Cut | None]:
     """Cuts at 1-based ranks of one group on the CPU: sample, bracket, count and collect (one
-    fused pass over both brackets), then select among the collected."""
+    fused pass over both brackets, which also counts non-finite values), then select among the
+    collected."""
     m = bits.size
     if m <= _SMALL_GROUP:  # cheaper to partition all keys than to launch the parallel scan
         keys = bits & cpu_kernels.MAGNITUDE_BITS
+        _check_no_non_finite_keys(int(np.count_nonzero(keys >= cpu_kernels.NON_FINITE_KEY)), m)
         return tuple(None if k is None else _cut_among(keys, None, k, 0) for k in ranks)
-    below_1, keys_1, where_1, below_2, keys_2, where_2 = cpu_kernels.count_and_collect(
+    non_finite, below_1, keys_1, where_1, below_2, keys_2, where_2 = cpu_kernels.count_and_collect(
         bits, *_windows(bits, ranks), cpu_kernels.n_chunks(m)
     )
+    _check_no_non_finite_keys(int(non_finite), m)
     cuts = []
     for k, below, keys, where in zip(ranks, (below_1, below_2), (keys_1, keys_2), (where_1, where_2)):
         if k is None:
@@ -194,6 +209,11 @@ def _cuts_one_group_cpu(bits: np.ndarray, ranks: tuple[int | None, int | None]) 
         else:  # the bracket missed: select over the whole group
             cuts.append(_cut_among(bits & cpu_kernels.MAGNITUDE_BITS, None, k, 0))
     return cuts[0], cuts[1]
+
+
+def _check_no_non_finite_keys(count: int, m: int) -> None:
+    if count:
+        raise NonFiniteValuesError(count, (1, m))
 
 
 def _windows(bits: np.ndarray, ranks: tuple[int | None, int | None]) -> tuple[np.uint32, ...]:
@@ -247,6 +267,11 @@ def _cut_among(keys: np.ndarray, positions: np.ndarray | None, rank: int, n_belo
 
 
 # --------------------------------------------------------------------------------- torch path
+def _check_finite_torch(values: Tensor) -> None:
+    if not bool(torch.isfinite(values.sum())) and not bool(torch.isfinite(values).all()):
+        raise NonFiniteValuesError(int((~torch.isfinite(values)).sum()), tuple(values.shape))
+
+
 def _cuts_torch(values: Tensor, k: int) -> Cut:
     """The k-th smallest (1-based) magnitude of every row, by ``torch.kthvalue``."""
     magnitudes = values.abs()

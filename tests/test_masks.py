@@ -212,6 +212,19 @@ def test_integer_and_non_finite_deltas_are_refused():
         breadcrumbs_mask(torch.tensor([1.0, float("nan"), 2.0, float("inf")]), 0.1, 0.1)
 
 
+@pytest.mark.parametrize("granularity", ["tensor", "row"])
+@pytest.mark.parametrize("beta, gamma", [(0.85, 0.01), (0.5, 0.0), (0.0, 0.2), (0.0, 0.0)])
+def test_non_finite_entries_are_refused_on_every_selection_path(granularity, beta, gamma):
+    """Large tensors take the CPU kernel (which counts non-finite values in its own pass), rows
+    and beta = gamma = 0 the torch path: all refuse NaN and infinity, naming the count."""
+    delta = torch.randn(300, 400)  # 120,000 entries: above the size partitioned whole
+    delta[7, 9], delta[250, 3], delta[299, 399] = float("nan"), float("inf"), -float("inf")
+    with pytest.raises(ValueError, match=r"delta of shape \(300, 400\) has 3 non-finite entries"):
+        breadcrumbs_mask(delta, beta, gamma, granularity)
+    with pytest.raises(ValueError, match="3 non-finite"):
+        breadcrumbs_masked(delta.clone(), beta, gamma, granularity, inplace=True)
+
+
 def test_magnitude_keys_order_like_magnitudes():
     values = np.array([0.0, -0.0, 1e-45, -2.5, 2.5, 3e38, -1e-30], dtype=np.float32)
     keys = values.view(np.uint32) & np.uint32(0x7FFFFFFF)
