@@ -140,8 +140,10 @@ def run_sweep(
         on_result: called in this process after each unit's records are committed.
 
     Returns:
-        the records of this run (see :meth:`.ResultsStore.frame`) for the sweeps' methods and the
-        baselines: ``"finetuned"`` and ``"zeroshot"``.
+        the records of the sweeps' units and of the baselines (``"finetuned"``, ``"zeroshot"``)
+        on the sweeps' splits (see :meth:`.ResultsStore.frame`): exactly what was asked for, even
+        when the store holds more of this run (other grids, subsets or splits evaluated before),
+        so that a result never depends on what ran earlier.
     """
     sweeps = [sweeps] if isinstance(sweeps, Sweep) else list(sweeps)
     bench = workbench_for(context)
@@ -158,8 +160,10 @@ def run_sweep(
         _execute(baselines, pool, worker_context, store, run_id, progress, on_result, "evaluating fine-tuned models")
         _execute(merged, pool, worker_context, store, run_id, progress, on_result,
                  " + ".join(sweep.method for sweep in sweeps))
+    wanted = set().union(*(_expected_keys(unit) for unit in [*baselines, *merged]))
     frame = store.frame(run_id)
-    return frame[frame["method"].isin([FINETUNED, ZERO_SHOT, *[sweep.method for sweep in sweeps]])].reset_index(drop=True)
+    keys = zip(frame["method"], frame["hyperparameters"], frame["subset"], frame["scored_task"], frame["split"])
+    return frame[[key in wanted for key in keys]].reset_index(drop=True)
 
 
 def run_selection_sweep(

@@ -82,6 +82,21 @@ def test_a_second_run_evaluates_nothing_and_a_lost_record_is_redone(cache, refer
     pd.testing.assert_frame_equal(again, reference)
 
 
+def test_a_sweep_returns_only_what_it_asked_for_whatever_the_store_holds(cache, reference, tmp_path):
+    store = ResultsStore(tmp_path / "results.sqlite")
+    run_sweep(tiny_sweeps(), tiny_context(cache), store=store, executor=InlineExecutor(), progress=False)
+    narrow = Sweep("breadcrumbs", grid(alpha=0.6, beta=0.8, gamma=0.05), subsets=[["digits"], ["signs", "letters"]],
+                   splits=("val",))
+    frame = run_sweep(narrow, tiny_context(cache), store=store, executor=InlineExecutor(), progress=False)
+    merged = frame[frame["method"] == "breadcrumbs"]
+    assert set(merged["subset"]) == {"digits", "signs+letters"} and set(merged["hyperparameters"]) == {
+        '{"alpha": 0.6, "beta": 0.8, "gamma": 0.05}'}
+    assert set(frame["split"]) == {"val"} and set(frame["method"]) == {"breadcrumbs", "finetuned", "zeroshot"}
+    assert len(merged) == 2 * len(TINY_TASKS)  # scored on every task, one split
+    again = run_sweep(tiny_sweeps(), tiny_context(cache), store=store, executor=InlineExecutor(), progress=False)
+    pd.testing.assert_frame_equal(again, reference)
+
+
 def test_local_processes_give_the_same_table(cache, reference, tmp_path):
     frame = run_sweep(tiny_sweeps(), tiny_context(cache), store=tmp_path / "results.sqlite", workers=2, progress=False)
     pd.testing.assert_frame_equal(frame, reference)
