@@ -13,9 +13,22 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
+from .presets import SIZES
+
 sns.set_theme(style="whitegrid", context="notebook")
 METHOD_COLORS = {"task_arithmetic": "tab:blue", "breadcrumbs": "tab:orange", "average": "tab:gray",
                  "ties": "tab:green", "dare": "tab:purple"}
+
+
+def _palette(frame: pd.DataFrame, hue: str) -> tuple[list[str] | None, Mapping[str, object] | None]:
+    """``(hue_order, palette)``: methods in their fixed colours; model sizes smallest first
+    (B-32, B-16, L-14) on a light-to-dark scale; anything else left to seaborn."""
+    if hue == "method":
+        return None, METHOD_COLORS
+    if hue == "size":
+        order = sorted(frame["size"].unique(), key=lambda size: SIZES.index(size) if size in SIZES else len(SIZES))
+        return order, dict(zip(order, sns.color_palette("crest", n_colors=len(order))))
+    return None, None
 
 
 def loss_curves(curves: Mapping[str, Sequence[float]], title: str, *, smooth: int = 20) -> Figure:
@@ -98,11 +111,12 @@ def subsets_by_size(best: pd.DataFrame, title: str, *, hue: str = "method") -> F
     """Fig. 2 / 4 in kind: one point per subset (its score against its number of tasks), and the
     mean per number of tasks as a line, per ``hue``."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    palette = METHOD_COLORS if hue == "method" else None
-    sns.stripplot(best, x="n_tasks", y="score", hue=hue, palette=palette, dodge=True, alpha=0.45, size=3.5, ax=ax,
-                  native_scale=True)
+    order, palette = _palette(best, hue)
+    sns.stripplot(best, x="n_tasks", y="score", hue=hue, hue_order=order, palette=palette, dodge=True, alpha=0.45,
+                  size=3.5, ax=ax, native_scale=True)
     means = best.groupby([hue, "n_tasks"])["score"].mean().reset_index()
-    sns.lineplot(means, x="n_tasks", y="score", hue=hue, palette=palette, marker="o", ax=ax, legend=False)
+    sns.lineplot(means, x="n_tasks", y="score", hue=hue, hue_order=order, palette=palette, marker="o", ax=ax,
+                 legend=False)
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle=":")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="number of tasks merged", ylabel="normalized accuracy", title=title)
@@ -115,7 +129,9 @@ def means_by_size(best: pd.DataFrame, title: str) -> Figure:
     and one line style per method."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     means = best.groupby(["size", "method", "n_tasks"])["score"].mean().reset_index()
-    sns.lineplot(means, x="n_tasks", y="score", hue="size", style="method", marker="o", ax=ax)
+    order, palette = _palette(means, "size")
+    sns.lineplot(means, x="n_tasks", y="score", hue="size", hue_order=order, palette=palette, style="method",
+                 style_order=["breadcrumbs", "task_arithmetic"], marker="o", ax=ax)
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle=":")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="number of tasks merged", ylabel="mean normalized accuracy", title=title)
