@@ -2,8 +2,9 @@
 
 Builds random task vectors with the exact tensor shapes of open_clip's ViT-B-32 image tower
 (architecture only, ``pretrained=None``: nothing is downloaded), merges ``--tasks`` of them with
-task arithmetic and with Breadcrumbs (beta 0.85, gamma 0.01, per tensor) on the same inputs, and
-prints the median time of each and their ratio, measured in this one run.
+task arithmetic and with Breadcrumbs (beta 0.85, gamma 0.01, per tensor) on the same inputs,
+interleaved, and prints every run's wall time, system time and page faults, and the ratio of the
+two methods (best runs, medians, back-to-back pairs), measured in this one run.
 
     .venv/bin/python benchmarks/bench_merge.py [--tasks 8] [--repeats 3] [--granularity tensor]
 """
