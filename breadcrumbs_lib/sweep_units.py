@@ -63,6 +63,11 @@ class SweepContext:
                        weights=dict(self.weights) or None, finetuned_dir=self.finetuned_dir)
 
     @property
+    def task_names(self) -> tuple[str, ...]:
+        """The tasks the workbench holds, in order: ``tasks``, or all of the preset's."""
+        return tuple(self.preset.tasks if self.tasks is None else self.tasks)
+
+    @property
     def key(self) -> str:
         """Identifies the workbench a worker holds (threads and cache size aside)."""
         fields = dataclasses.replace(self, threads=None, cache_bytes=0)

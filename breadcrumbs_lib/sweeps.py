@@ -90,15 +90,15 @@ class Sweep:
                     units.append(Unit(self.method, tuple(sorted(settings.items())), subset, scored, tuple(self.splits)))
         return units
 
-    def check(self, tasks: Sequence[str], splits: Sequence[str]) -> None:
-        """``ValueError`` for an unknown method, hyperparameter, value, task or split."""
+    def check(self, tasks: Sequence[str]) -> None:
+        """``ValueError`` for an unknown method, hyperparameter, value or task, or no split: all
+        that can be checked before the workbench is built (see :meth:`check_splits`)."""
         if not self.grid:
             raise ValueError(f"the grid of the {self.method!r} sweep is empty")
         for settings in self.grid:
             check_hyperparameters(self.method, settings)
-        unknown = sorted(set(self.splits) - set(splits))
-        if unknown or not self.splits:
-            raise ValueError(f"unknown split(s) {unknown or list(self.splits)}; expected some of {list(splits)}")
+        if not self.splits:
+            raise ValueError(f"the {self.method!r} sweep names no split")
         if isinstance(self.subsets, str) and self.subsets != "all":
             raise ValueError(f"subsets must be 'all' or a list of task lists, got {self.subsets!r}")
         if self.subsets != "all":
@@ -108,6 +108,12 @@ class Sweep:
             raise ValueError(f"score must be 'all', 'observed' or a list of tasks, got {self.score!r}")
         if not isinstance(self.score, str):
             canonical(self.score, tasks)
+
+    def check_splits(self, splits: Sequence[str]) -> None:
+        """``ValueError`` for a split the workbench does not have."""
+        unknown = sorted(set(self.splits) - set(splits))
+        if unknown:
+            raise ValueError(f"unknown split(s) {unknown}; expected some of {list(splits)}")
 
 
 def grid(**axes: Any) -> list[dict[str, Any]]:
@@ -146,10 +152,12 @@ def run_sweep(
         so that a result never depends on what ran earlier.
     """
     sweeps = [sweeps] if isinstance(sweeps, Sweep) else list(sweeps)
+    for sweep in sweeps:  # before any work: building the workbench may take minutes
+        sweep.check(context.task_names)
     bench = workbench_for(context)
     splits = sorted({split for sweep in sweeps for split in sweep.splits}) or evaluation_splits(bench)
     for sweep in sweeps:
-        sweep.check(bench.tasks, evaluation_splits(bench))
+        sweep.check_splits(evaluation_splits(bench))
     store = store if isinstance(store, ResultsStore) else ResultsStore(store or default_store_path(context.preset.name))
     run_id = store.register_run(run_identity(context, bench))
 

@@ -175,3 +175,11 @@ def test_bad_sweeps_fail_before_any_work(cache, tmp_path, sweep, message):
     with pytest.raises(ValueError, match=message):
         run_sweep(sweep, tiny_context(cache), store=store, executor=InlineExecutor(), progress=False)
     assert len(store.frame()) == 0
+
+
+def test_a_bad_sweep_fails_before_the_workbench_is_built(tmp_path):
+    empty_cache = tmp_path / "cache"
+    with pytest.raises(ValueError, match="beta must lie in"):
+        run_sweep(Sweep("breadcrumbs", grid(alpha=0.3, beta=1.2, gamma=0.0)), tiny_context(empty_cache),
+                  store=tmp_path / "results.sqlite", executor=InlineExecutor(), progress=False)
+    assert not empty_cache.exists()  # nothing pretrained, fine-tuned or cached
