@@ -5,16 +5,21 @@ They work on *magnitude keys*: for a finite float32 ``x``, the bits of ``|x|`` r
 of magnitudes becomes one exact unsigned-integer comparison, and a window test
 ``lo <= key <= lo + width`` becomes a single unsigned compare ``key - lo <= width`` (wrapping).
 
-Each kernel is one or two parallel passes. Loops run over chunk *slices* indexed from 0, which
-lets LLVM drop negative-index checks and vectorise; the common path has no unpredictable branch.
-The kernels compute exactly what the torch path of :mod:`.selection` computes; tests check it.
+Each kernel is one or two parallel passes. The collecting pass tests 16 keys at a time: one
+vector compare per window yields a 16-bit lane mask (:func:`_lanes_in_window`, a few lines of
+LLVM IR; portable, as LLVM lowers vector compares for any CPU), counts are popcounts of masks,
+and only the set bits of the rare window masks are visited. The kernels compute exactly what the
+torch path of :mod:`.selection` computes; tests check it.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.cpython.unsafe.numbers import trailing_zeros
+from numba.extending import intrinsic
 
 MAGNITUDE_BITS = np.uint32(0x7FFFFFFF)
 #: The smallest magnitude key of a non-finite value (infinity; NaNs lie above it).
@@ -22,6 +27,9 @@ NON_FINITE_KEY = np.uint32(0x7F800000)
 #: ``(lo, width)`` of a window no finite magnitude key falls in.
 EMPTY_WINDOW = (np.uint32(0xFFFFFFFF), np.uint32(0))
 _CHUNKS_PER_THREAD = 2
+#: Keys tested at once by the collecting pass (one 512-bit vector of uint32).
+LANES = 16
+_LANE_VECTOR = ir.VectorType(ir.IntType(32), LANES)
 
 
 def n_chunks(size: int) -> int:
@@ -29,56 +37,108 @@ def n_chunks(size: int) -> int:
     return max(1, min(size, numba.get_num_threads() * _CHUNKS_PER_THREAD))
 
 
+@intrinsic
+def _lanes_in_window(typingctx, bits, at, lo, width):  # pragma: no cover - compiled
+    """``uint32`` whose bit ``j`` says whether ``lo <= key(bits[at + j]) <= lo + width``, for
+    ``j < LANES``: one unaligned vector load, mask, subtract and unsigned compare, and the
+    compare's ``<16 x i1>`` result read as an integer. ``bits[at:at + LANES]`` must exist."""
+
+    def codegen(context, builder, signature, args):
+        array, at, lo, width = args
+        data = context.make_array(signature.args[0])(context, builder, array).data
+        lanes = builder.load(builder.bitcast(builder.gep(data, [at]), _LANE_VECTOR.as_pointer()), align=4)
+        keys = builder.and_(lanes, ir.Constant(_LANE_VECTOR, [int(MAGNITUDE_BITS)] * LANES))
+        offsets = builder.sub(keys, _splat(builder, lo))
+        inside = builder.icmp_unsigned("<=", offsets, _splat(builder, width))
+        return builder.zext(builder.bitcast(inside, ir.IntType(LANES)), ir.IntType(32))
+
+    return types.uint32(bits, at, lo, width), codegen
+
+
+@intrinsic
+def _popcount(typingctx, mask):  # pragma: no cover - compiled
+    """Number of set bits of a uint32 (LLVM ``ctpop``: one instruction where the CPU has it)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.zext(builder.ctpop(args[0]), ir.IntType(64))
+
+    return types.int64(mask), codegen
+
+
+def _splat(builder: ir.IRBuilder, value: ir.Value) -> ir.Value:
+    """A ``<LANES x i32>`` vector with ``value`` in every lane."""
+    one = builder.insert_element(ir.Constant(_LANE_VECTOR, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, ir.Constant(_LANE_VECTOR, ir.Undefined), ir.Constant(_LANE_VECTOR, [0] * LANES))
+
+
 @njit(parallel=True, cache=True)
-def count_and_collect(bits, lo_1, width_1, lo_2, width_2, chunks):  # pragma: no cover - compiled
+def count_and_collect(bits, lo_1, width_1, lo_2, width_2, chunks, scratch_keys, scratch_positions):  # pragma: no cover
     """For two key windows ``[lo_k, lo_k + width_k]`` over the magnitude keys of ``bits`` (the
     uint32 view of a float32 array): how many keys lie below ``lo_k``, and the keys inside the
     window with their positions, compacted in index order; and, in the same pass, how many
     entries are not finite (the callers' finiteness check).
 
     Returns ``(non_finite, below_1, keys_1, positions_1, below_2, keys_2, positions_2)``.
+    ``scratch_keys`` (uint32) and ``scratch_positions`` (int64), each of shape ``(2, >= bits.size)``,
+    are work space; reusing them across calls spares the page faults of fresh buffers.
+
+    Lanes of 16 keys are tested at once (:func:`_lanes_in_window`): the counts are popcounts of
+    the lane masks, and only the set bits of the window masks (a few percent) are visited.
     """
     n = bits.size
     step = (n + chunks - 1) // chunks
+    step += -step % LANES  # chunks start on a lane boundary
     below = np.zeros((chunks, 2), dtype=np.int64)
     filled = np.zeros((chunks, 2), dtype=np.int64)
     non_finite = np.zeros(chunks, dtype=np.int64)
-    keys_1 = np.empty(n, dtype=np.uint32)
-    keys_2 = np.empty(n, dtype=np.uint32)
-    positions_1 = np.empty(n, dtype=np.int64)
-    positions_2 = np.empty(n, dtype=np.int64)
+    keys_1, keys_2 = scratch_keys[0], scratch_keys[1]
+    positions_1, positions_2 = scratch_positions[0], scratch_positions[1]
+    # "key < lo" is the window [0, lo - 1] (empty when lo == 0); "not finite" is [NON_FINITE_KEY, max].
+    below_width_1, below_width_2 = np.uint32(lo_1 - np.uint32(1)), np.uint32(lo_2 - np.uint32(1))
+    non_finite_width = np.uint32(MAGNITUDE_BITS - NON_FINITE_KEY)
+    zero = np.uint32(0)
     for c in prange(chunks):
-        start = c * step
+        start = min(n, c * step)
         stop = min(n, start + step)
-        part = bits[start:stop]
-        out_1, at_1 = keys_1[start:stop], positions_1[start:stop]
-        out_2, at_2 = keys_2[start:stop], positions_2[start:stop]
-        b_1 = 0
-        b_2 = 0
-        f_1 = 0
-        f_2 = 0
-        bad = 0
-        for i in range(part.size):
-            key = part[i] & np.uint32(0x7FFFFFFF)
+        whole_lanes_stop = start + (stop - start) // LANES * LANES
+        f_1, f_2 = start, start
+        b_1, b_2, bad = 0, 0, 0
+        for at in range(start, whole_lanes_stop, LANES):
+            if lo_1 > 0:
+                b_1 += _popcount(_lanes_in_window(bits, at, zero, below_width_1))
+            if lo_2 > 0:
+                b_2 += _popcount(_lanes_in_window(bits, at, zero, below_width_2))
+            bad += _popcount(_lanes_in_window(bits, at, NON_FINITE_KEY, non_finite_width))
+            f_1 = _collect_lanes(bits, at, _lanes_in_window(bits, at, lo_1, width_1), keys_1, positions_1, f_1)
+            f_2 = _collect_lanes(bits, at, _lanes_in_window(bits, at, lo_2, width_2), keys_2, positions_2, f_2)
+        for i in range(whole_lanes_stop, stop):  # the last, partial lane
+            key = bits[i] & MAGNITUDE_BITS
             bad += key >= NON_FINITE_KEY
             b_1 += key < lo_1
             b_2 += key < lo_2
-            if np.uint32(key - lo_1) <= width_1:
-                out_1[f_1] = key
-                at_1[f_1] = start + i
-                f_1 += 1
-            if np.uint32(key - lo_2) <= width_2:
-                out_2[f_2] = key
-                at_2[f_2] = start + i
-                f_2 += 1
+            f_1 = _collect_lanes(bits, i, np.uint32(np.uint32(key - lo_1) <= width_1), keys_1, positions_1, f_1)
+            f_2 = _collect_lanes(bits, i, np.uint32(np.uint32(key - lo_2) <= width_2), keys_2, positions_2, f_2)
         below[c, 0] = b_1
         below[c, 1] = b_2
-        filled[c, 0] = f_1
-        filled[c, 1] = f_2
+        filled[c, 0] = f_1 - start
+        filled[c, 1] = f_2 - start
         non_finite[c] = bad
     band_1, where_1 = _compact(keys_1, positions_1, filled[:, 0], step)
     band_2, where_2 = _compact(keys_2, positions_2, filled[:, 1], step)
     return non_finite.sum(), below[:, 0].sum(), band_1, where_1, below[:, 1].sum(), band_2, where_2
+
+
+@njit(inline="always")
+def _collect_lanes(bits, at, lane_mask, keys, positions, filled):  # pragma: no cover - compiled
+    """Append the key and position of each lane ``at + j`` whose bit ``j`` is set in
+    ``lane_mask`` to ``keys`` / ``positions`` from index ``filled``; return the new fill."""
+    while lane_mask:
+        j = trailing_zeros(lane_mask)
+        keys[filled] = bits[at + j] & MAGNITUDE_BITS
+        positions[filled] = at + j
+        filled += 1
+        lane_mask &= lane_mask - np.uint32(1)
+    return filled
 
 
 @njit(cache=True)
@@ -94,6 +154,27 @@ def _compact(keys, positions, filled, step):  # pragma: no cover - compiled
         out_positions[at:at + filled[c]] = positions[start:start + filled[c]]
         at += filled[c]
     return out_keys, out_positions
+
+
+@njit(parallel=True, cache=True)
+def subtract_counting_non_finite(minuend, subtrahend, out, chunks):  # pragma: no cover - compiled
+    """``out = minuend - subtrahend`` (float32, as IEEE float32 subtraction: the same bits as
+    torch's); returns how many entries of ``out`` are not finite, counted in the same pass."""
+    n = out.size
+    step = (n + chunks - 1) // chunks
+    non_finite = np.zeros(chunks, dtype=np.int64)
+    for c in prange(chunks):
+        start = min(n, c * step)
+        part_out = out[start:min(n, start + step)]
+        part_a = minuend[start:start + part_out.size]
+        part_b = subtrahend[start:start + part_out.size]
+        bad = 0
+        for i in range(part_out.size):
+            difference = part_a[i] - part_b[i]
+            part_out[i] = difference
+            bad += not abs(difference) < np.float32(np.inf)  # NaN compares false
+        non_finite[c] = bad
+    return non_finite.sum()
 
 
 @njit(parallel=True, cache=True)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .masks import GRANULARITIES, check_fractions, check_granularity
+from .masks import GRANULARITIES, breadcrumbs_masked, check_fractions, check_granularity
 from .state_dicts import StateDict, StateDictSource, resolve_state_dict
 from .task_vectors import TaskVector, check_coefficient, iter_task_vectors
 
@@ -122,11 +122,8 @@ def breadcrumbs(
     """
     check_fractions(beta, gamma)
     check_granularity(granularity, GRANULARITIES)
-
-    def to_breadcrumbs(index: int, vector: TaskVector) -> TaskVector:
-        return vector.breadcrumbs(beta, gamma, granularity, inplace=True)
-
-    vectors = iter_task_vectors(base, finetuned, include=include, exclude=exclude, transform=to_breadcrumbs)
+    vectors = iter_task_vectors(base, finetuned, include=include, exclude=exclude,
+                                **_masking(beta, gamma, granularity))
     return TaskVector.sum_of(vectors).apply_to(base, alpha)
 
 
@@ -165,12 +162,10 @@ def ties(
     """
     _check_density(density)
     check_granularity(granularity, GRANULARITIES)
-
-    def trim(index: int, vector: TaskVector) -> TaskVector:
-        return vector.breadcrumbs(1.0 - density, 0.0, granularity, inplace=True)
+    trim = _masking(1.0 - density, 0.0, granularity)
 
     def trimmed_vectors() -> Iterable[TaskVector]:
-        return iter_task_vectors(base, finetuned, include=include, exclude=exclude, transform=trim)
+        return iter_task_vectors(base, finetuned, include=include, exclude=exclude, **trim)
 
     elected = {key: total.sign() for key, total in TaskVector.sum_of(trimmed_vectors()).items()}
     agreeing_sum = {key: torch.zeros_like(sign) for key, sign in elected.items()}
@@ -219,6 +214,15 @@ METHODS: dict[str, Callable[..., StateDict]] = {
     "ties": ties,
     "dare": dare,
 }
+
+
+def _masking(beta: float, gamma: float, granularity: str) -> dict[str, Callable]:
+    """The :func:`iter_task_vectors` argument that masks every task vector with Breadcrumbs
+    masks: per tensor as each is formed (``map_delta``, while it is in cache), or over the
+    whole vector once it is formed (``transform``) when the ordering is ``"global"``."""
+    if granularity == "global":
+        return {"transform": lambda index, vector: vector.breadcrumbs(beta, gamma, granularity, inplace=True)}
+    return {"map_delta": lambda key, delta: breadcrumbs_masked(delta, beta, gamma, granularity, inplace=True)}
 
 
 def _drop_and_rescale(delta: Tensor, p: float, generator: torch.Generator) -> Tensor:

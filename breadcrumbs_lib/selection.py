@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -197,7 +198,7 @@ def _cuts_one_group_cpu(bits: np.ndarray, ranks: tuple[int | None, int | None]) 
         _check_no_non_finite_keys(int(np.count_nonzero(keys >= cpu_kernels.NON_FINITE_KEY)), m)
         return tuple(None if k is None else _cut_among(keys, None, k, 0) for k in ranks)
     non_finite, below_1, keys_1, where_1, below_2, keys_2, where_2 = cpu_kernels.count_and_collect(
-        bits, *_windows(bits, ranks), cpu_kernels.n_chunks(m)
+        bits, *_windows(bits, ranks), cpu_kernels.n_chunks(m), *_SCRATCH.arrays(m)
     )
     _check_no_non_finite_keys(int(non_finite), m)
     cuts = []
@@ -241,6 +242,23 @@ def _windows(bits: np.ndarray, ranks: tuple[int | None, int | None]) -> tuple[np
         hi = sample[hi_pos] if hi_pos < _SAMPLE_SIZE - 1 else cpu_kernels.MAGNITUDE_BITS
         windows.extend((np.uint32(lo), np.uint32(hi - lo)))
     return tuple(windows)
+
+
+class _Scratch(threading.local):
+    """Per-thread work space of the collecting pass, grown to the largest group seen and kept:
+    fresh buffers would cost a page fault for every page the pass writes to, on every call."""
+
+    keys = np.empty((2, 0), dtype=np.uint32)
+    positions = np.empty((2, 0), dtype=np.int64)
+
+    def arrays(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.keys.shape[1] < size:
+            self.keys = np.empty((2, size), dtype=np.uint32)
+            self.positions = np.empty((2, size), dtype=np.int64)
+        return self.keys, self.positions
+
+
+_SCRATCH = _Scratch()
 
 
 @functools.lru_cache(maxsize=256)

@@ -18,6 +18,7 @@ from numbers import Real
 import torch
 from torch import Tensor
 
+from . import cpu_kernels
 from .masks import (
     GRANULARITIES,
     breadcrumbs_mask,
@@ -35,6 +36,9 @@ from .state_dicts import (
     resolve_state_dict,
     select_keys,
 )
+
+#: ``(name, float32 delta) -> float32 tensor of the same shape``, applied per tensor.
+DeltaMap = Callable[[str, Tensor], Tensor]
 
 
 class TaskVector(Mapping[str, Tensor]):
@@ -62,12 +66,17 @@ class TaskVector(Mapping[str, Tensor]):
         include: Iterable[str] | None = None,
         exclude: Iterable[str] | None = None,
         name: str = "fine-tuned model",
+        map_delta: DeltaMap | None = None,
     ) -> TaskVector:
         """``tau = finetuned - base`` in float32 over the floating-point entries.
 
         ``include`` / ``exclude`` are glob patterns on names (``"visual.*"``, ``"*.bias"``).
         Integer buffers are not part of a task vector; if one differs between the two models a
         warning names it, since a merge will take the base's value.
+
+        ``map_delta(key, delta)``, if given, replaces each (finite) delta as soon as it is formed,
+        while it is still in the CPU's cache: a merge masks each tensor there instead of in a
+        second sweep over the whole vector, which would read it back from main memory.
         """
         check_same_layout(base, finetuned, name)
         merged_keys, carried_keys = select_keys(base, include, exclude)
@@ -75,10 +84,10 @@ class TaskVector(Mapping[str, Tensor]):
         for key in merged_keys:
             if not finetuned[key].is_floating_point():
                 raise ValueError(f"{name}: tensor {key!r} has dtype {finetuned[key].dtype}, the base has {base[key].dtype}")
-            delta = finetuned[key].detach().to(torch.float32) - base[key].detach().to(torch.float32)
-            if not math.isfinite(float(delta.sum())) and not bool(torch.isfinite(delta).all()):
+            delta, finite = _float32_difference(finetuned[key], base[key])
+            if not finite:
                 _raise_non_finite(name, key, base[key], finetuned[key])
-            deltas[key] = delta
+            deltas[key] = delta if map_delta is None else map_delta(key, delta)
         _warn_if_carried_keys_differ(base, finetuned, carried_keys, name)
         return cls(deltas)
 
@@ -146,19 +155,18 @@ class TaskVector(Mapping[str, Tensor]):
     @staticmethod
     def sum_of(vectors: Iterable[TaskVector]) -> TaskVector:
         """``sum_t tau_t``, accumulated in place so that only one extra vector is held."""
-        total: dict[str, Tensor] | None = None
-        reference: TaskVector | None = None
+        total: TaskVector | None = None
         for vector in vectors:
-            if total is None:
-                reference, total = vector, {key: delta.clone() for key, delta in vector.items()}
+            if total is None:  # the running sum starts as a copy, so the first vector can be released
+                total = TaskVector({key: delta.clone() for key, delta in vector.items()})
             else:
-                reference._check_compatible(vector)
-                for key in total:
-                    total[key].add_(vector[key])
+                total._check_compatible(vector)
+                for key, delta in total.items():
+                    delta.add_(vector[key])
             del vector  # release it before the next one is made
         if total is None:
             raise ValueError("cannot sum an empty list of task vectors")
-        return TaskVector(total)
+        return total
 
     def apply_to(self, base: Mapping[str, Tensor], alpha: float = 1.0) -> StateDict:
         """``theta + alpha * tau`` in float32, returned in each base tensor's dtype.
@@ -252,9 +260,12 @@ def iter_task_vectors(
     *,
     include: Iterable[str] | None = None,
     exclude: Iterable[str] | None = None,
+    map_delta: DeltaMap | None = None,
     transform: Callable[[int, TaskVector], TaskVector] | None = None,
 ) -> Iterator[TaskVector]:
-    """Yield ``transform(t, tau_t)`` (or ``tau_t``) for each fine-tuned model in turn.
+    """Yield ``transform(t, tau_t)`` (or ``tau_t``) for each fine-tuned model in turn, each
+    tensor of ``tau_t`` passed through ``map_delta`` as it is formed (see
+    :meth:`TaskVector.from_state_dicts`).
 
     Checkpoint paths are loaded lazily and every reference is dropped before the next model is
     read, so at most one fine-tuned model and one task vector are held at a time (callers
@@ -265,7 +276,7 @@ def iter_task_vectors(
     for index, source in enumerate(finetuned):
         name = str(source) if not isinstance(source, Mapping) else f"fine-tuned model #{index}"
         state = resolve_state_dict(source)
-        vector = TaskVector.from_state_dicts(base, state, include=include, exclude=exclude, name=name)
+        vector = TaskVector.from_state_dicts(base, state, include=include, exclude=exclude, name=name, map_delta=map_delta)
         del state
         if transform is not None:
             vector = transform(index, vector)
@@ -277,6 +288,27 @@ def check_coefficient(value: object, name: str) -> None:
     """Raise ``ValueError`` unless ``value`` is a finite real number (bools refused)."""
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
         raise ValueError(f"{name} must be a finite real number, got {value!r}")
+
+
+def _float32_difference(finetuned: Tensor, base: Tensor) -> tuple[Tensor, bool]:
+    """``(finetuned - base`` in float32, whether every entry of it is finite``).
+
+    Contiguous float32 CPU tensors take one numba pass that subtracts and counts non-finite
+    entries together; in a merge's per-tensor loop this also keeps torch's thread pool, whose
+    idle threads spin for a while after each operation, from competing with the numba kernels
+    that mask the delta next. Other dtypes and devices use torch (fp16/bf16 upcast first).
+    """
+    finetuned, base = finetuned.detach(), base.detach()
+    if (finetuned.dtype == base.dtype == torch.float32 and finetuned.device.type == base.device.type == "cpu"
+            and finetuned.is_contiguous() and base.is_contiguous()):
+        delta = torch.empty(finetuned.shape, dtype=torch.float32)
+        non_finite = cpu_kernels.subtract_counting_non_finite(
+            finetuned.reshape(-1).numpy(), base.reshape(-1).numpy(), delta.view(-1).numpy(),
+            cpu_kernels.n_chunks(delta.numel()),
+        )
+        return delta, non_finite == 0
+    delta = finetuned.to(torch.float32) - base.to(torch.float32)
+    return delta, math.isfinite(float(delta.sum())) or bool(torch.isfinite(delta).all())
 
 
 def _raise_non_finite(name: str, key: str, base: Tensor, finetuned: Tensor) -> None:

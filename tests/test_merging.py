@@ -157,7 +157,16 @@ def test_checkpoint_paths_are_loaded_one_at_a_time(tmp_path, monkeypatch):
         assert torch.equal(merged[key], expected[key])
 
 
-def test_task_vectors_are_built_one_at_a_time(monkeypatch):
+@pytest.mark.parametrize("method, hyperparameters", [
+    ("task_arithmetic", {"alpha": 0.5}),
+    ("breadcrumbs", {"alpha": 0.5, "beta": 0.3, "gamma": 0.1}),
+    ("breadcrumbs", {"alpha": 0.5, "beta": 0.3, "gamma": 0.1, "granularity": "global"}),
+    ("average", {}),
+    ("ties", {"alpha": 0.5, "density": 0.4}),
+    ("dare", {"alpha": 0.5, "p": 0.3}),
+])
+def test_task_vectors_are_built_one_at_a_time(monkeypatch, method, hyperparameters):
+    """No method holds on to a task vector once it is added, the first one included."""
     base, finetuned = models(5)
     alive, peak = set(), [0]
     real = task_vectors.TaskVector.from_state_dicts.__func__
@@ -170,7 +179,7 @@ def test_task_vectors_are_built_one_at_a_time(monkeypatch):
         return vector
 
     monkeypatch.setattr(task_vectors.TaskVector, "from_state_dicts", classmethod(tracking))
-    merge(base, finetuned, "breadcrumbs", alpha=0.5, beta=0.3, gamma=0.1)
+    merge(base, finetuned, method, **hyperparameters)
     assert peak[0] == 1
 
 

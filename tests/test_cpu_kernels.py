@@ -1,0 +1,52 @@
+"""The numba kernels of the CPU selection path against plain numpy, on any size and window."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from breadcrumbs_lib import cpu_kernels
+
+MAGNITUDE = np.uint32(0x7FFFFFFF)
+
+
+@st.composite
+def magnitude_bits(draw):
+    """uint32 views of float32 arrays of any length (lanes of 16 and ragged tails, fewer entries
+    than chunks), with many ties, signed zeros and, sometimes, NaN and infinities."""
+    n = draw(st.integers(0, 700))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    values = rng.integers(-20, 21, n).astype(np.float32) * np.float32(0.25)
+    for special in draw(st.lists(st.sampled_from([np.nan, np.inf, -np.inf, -0.0]), max_size=4)):
+        if n:
+            values[rng.integers(n)] = special
+    return values.view(np.uint32)
+
+
+@st.composite
+def window(draw):
+    """``(lo, width)`` over the keys: anywhere, empty, starting at 0, or reaching non-finite keys."""
+    lo = draw(st.one_of(st.just(np.uint32(0)), st.integers(0, 0x7FFFFFFF).map(np.uint32),
+                        st.sampled_from([0x3E800000, 0x40000000, 0x7F800000]).map(np.uint32)))
+    width = draw(st.one_of(st.integers(0, 0x7FFFFFFF).map(np.uint32), st.sampled_from([0, 0x01000000]).map(np.uint32)))
+    return draw(st.sampled_from([(lo, width), cpu_kernels.EMPTY_WINDOW]))
+
+
+def reference(bits: np.ndarray, lo: np.uint32, width: np.uint32):
+    keys = bits & MAGNITUDE
+    inside = (keys - lo).astype(np.uint32) <= width
+    return int(np.count_nonzero(keys < lo)), keys[inside], np.flatnonzero(inside)
+
+
+@settings(max_examples=200, deadline=None)
+@given(magnitude_bits(), window(), window(), st.integers(1, 8))
+def test_count_and_collect_matches_numpy(bits, first, second, chunks):
+    scratch = np.empty((2, bits.size + 3), dtype=np.uint32), np.empty((2, bits.size + 3), dtype=np.int64)
+    non_finite, *found = cpu_kernels.count_and_collect(bits, *first, *second, chunks, *scratch)
+    assert non_finite == np.count_nonzero((bits & MAGNITUDE) >= cpu_kernels.NON_FINITE_KEY)
+    for (below, keys, positions), (lo, width) in zip((found[:3], found[3:]), (first, second)):
+        expected_below, expected_keys, expected_positions = reference(bits, lo, width)
+        assert below == expected_below
+        assert keys.tolist() == expected_keys.tolist()
+        assert positions.tolist() == expected_positions.tolist()
