@@ -16,9 +16,10 @@ Cuts are found without a full sort:
 
 * one group on the CPU (:mod:`.cpu_kernels`): a seeded random sample brackets each cut, one
   fused parallel pass counts the entries below each bracket and collects those inside it (with
-  their positions), and ``np.partition`` finds the exact cut among the few collected. A bracket
-  that misses (about one chance in 30,000) falls back to partitioning the whole group: exact
-  either way. Groups of up to 65,536 entries are partitioned whole.
+  their positions), and a radix selection finds the exact cut among the few collected. A bracket
+  that misses (about one in a hundred) is drawn again, wider, and collected in a second pass;
+  should that miss too, the whole group is partitioned: exact either way. Groups of up to
+  65,536 entries are partitioned whole.
 * many groups (rows), or other devices: ``torch.kthvalue`` along the last dimension.
 """
 
@@ -37,11 +38,19 @@ from . import cpu_kernels
 
 _SAMPLE_SIZE = 1 << 14  # entries drawn to bracket a cut
 _SMALL_GROUP = 1 << 16  # groups up to this size are partitioned whole
-_BRACKET_SIGMAS = 4.0  # half-width of a bracket, in binomial standard deviations
+# Half-width of a bracket, in binomial standard deviations of the sample: a narrow first bracket
+# (fewer keys to collect and select among; it misses about one rank in a hundred) and a wide one
+# for the second try after a miss (which then has about one chance in 10^15 to miss again).
+_BRACKET_SIGMAS = 2.5
+_WIDE_BRACKET_SIGMAS = 8.0
 _SAMPLE_SEED = 20231211
 _NO_LOW_CUT = -1.0  # below every magnitude
 _NO_HIGH_CUT = math.inf  # above every finite magnitude
 _BEYOND_FINITE_KEYS = np.uint32(0x80000000)  # above the key of every finite magnitude
+
+
+#: What one bracket collected: (keys below it, keys inside it, their positions in the group).
+Collected = tuple[int, np.ndarray, np.ndarray]
 
 
 class NonFiniteValuesError(ValueError):
@@ -197,19 +206,30 @@ def _cuts_one_group_cpu(bits: np.ndarray, ranks: tuple[int | None, int | None]) 
         keys = bits & cpu_kernels.MAGNITUDE_BITS
         _check_no_non_finite_keys(int(np.count_nonzero(keys >= cpu_kernels.NON_FINITE_KEY)), m)
         return tuple(None if k is None else _cut_among(keys, None, k, 0) for k in ranks)
+    collected = _collect(bits, ranks, _BRACKET_SIGMAS)
+    low, high = (None if k is None else _cut_from(bits, k, *found) for k, found in zip(ranks, collected))
+    return low, high
+
+
+def _collect(bits: np.ndarray, ranks: tuple[int | None, int | None], sigmas: float) -> list[Collected]:
+    """For each rank, ``(how many keys lie below its bracket, the keys inside, their positions)``,
+    from one pass over ``bits`` that also refuses non-finite values."""
     non_finite, below_1, keys_1, where_1, below_2, keys_2, where_2 = cpu_kernels.count_and_collect(
-        bits, *_windows(bits, ranks), cpu_kernels.n_chunks(m), *_SCRATCH.arrays(m)
+        bits, *_windows(bits, ranks, sigmas), cpu_kernels.n_chunks(bits.size), *_SCRATCH.arrays(bits.size)
     )
-    _check_no_non_finite_keys(int(non_finite), m)
-    cuts = []
-    for k, below, keys, where in zip(ranks, (below_1, below_2), (keys_1, keys_2), (where_1, where_2)):
-        if k is None:
-            cuts.append(None)
-        elif 1 <= k - below <= keys.size:
-            cuts.append(_cut_among(keys, where, k - int(below), int(below)))
-        else:  # the bracket missed: select over the whole group
-            cuts.append(_cut_among(bits & cpu_kernels.MAGNITUDE_BITS, None, k, 0))
-    return cuts[0], cuts[1]
+    _check_no_non_finite_keys(int(non_finite), bits.size)
+    return [(int(below_1), keys_1, where_1), (int(below_2), keys_2, where_2)]
+
+
+def _cut_from(bits: np.ndarray, k: int, below: int, keys: np.ndarray, where: np.ndarray) -> Cut:
+    """The cut at rank ``k`` from what its bracket collected. A bracket that missed the rank
+    (about one in a hundred) is drawn again, ``_WIDE_BRACKET_SIGMAS`` wide, and collected in a
+    second pass; should that miss too, the whole group is partitioned. Exact in every case."""
+    if not 1 <= k - below <= keys.size:
+        (below, keys, where), _ = _collect(bits, (k, None), _WIDE_BRACKET_SIGMAS)
+    if 1 <= k - below <= keys.size:
+        return _cut_among(keys, where, k - below, below)
+    return _cut_among(bits & cpu_kernels.MAGNITUDE_BITS, None, k, 0)
 
 
 def _check_no_non_finite_keys(count: int, m: int) -> None:
@@ -217,29 +237,26 @@ def _check_no_non_finite_keys(count: int, m: int) -> None:
         raise NonFiniteValuesError(count, (1, m))
 
 
-def _windows(bits: np.ndarray, ranks: tuple[int | None, int | None]) -> tuple[np.uint32, ...]:
-    """``(lo_1, width_1, lo_2, width_2)``: for each 1-based rank k, a key window that very likely
-    holds the k-th smallest key: the order statistics of a seeded random sample
-    ``_BRACKET_SIGMAS`` binomial standard deviations either side of where it should fall."""
+def _windows(bits: np.ndarray, ranks: tuple[int | None, int | None], sigmas: float) -> tuple[np.uint32, ...]:
+    """``(lo_1, width_1, lo_2, width_2)``: for each 1-based rank k, a key window that likely
+    holds the k-th smallest key: the order statistics of a seeded random sample ``sigmas``
+    binomial standard deviations either side of where it should fall."""
     m = bits.size
-    sample = bits[_sample_positions(m)] & cpu_kernels.MAGNITUDE_BITS
+    sample = cpu_kernels.gather_keys(bits, _sample_positions(m), cpu_kernels.n_chunks(_SAMPLE_SIZE))
     spans = {}
     for k in ranks:
         if k is not None:
             q = k / m
-            half_width = _BRACKET_SIGMAS * math.sqrt(_SAMPLE_SIZE * q * (1.0 - q)) + 2.0
+            half_width = sigmas * math.sqrt(_SAMPLE_SIZE * q * (1.0 - q)) + 2.0
             spans[k] = (math.floor(q * _SAMPLE_SIZE - half_width), math.ceil(q * _SAMPLE_SIZE + half_width))
-    inner = sorted({p for span in spans.values() for p in span if 0 < p < _SAMPLE_SIZE - 1})
-    if inner:
-        sample = np.partition(sample, inner)  # the order statistics we need, without a sort
     windows: list[np.uint32] = []
     for k in ranks:
         if k is None:
             windows.extend(cpu_kernels.EMPTY_WINDOW)
             continue
-        lo_pos, hi_pos = spans[k]
-        lo = sample[lo_pos] if lo_pos > 0 else np.uint32(0)
-        hi = sample[hi_pos] if hi_pos < _SAMPLE_SIZE - 1 else cpu_kernels.MAGNITUDE_BITS
+        lo_pos, hi_pos = spans[k]  # 0-based positions in the sorted sample
+        lo = cpu_kernels.kth_smallest(sample, lo_pos + 1)[0] if lo_pos > 0 else np.uint32(0)
+        hi = cpu_kernels.kth_smallest(sample, hi_pos + 1)[0] if hi_pos < _SAMPLE_SIZE - 1 else cpu_kernels.MAGNITUDE_BITS
         windows.extend((np.uint32(lo), np.uint32(hi - lo)))
     return tuple(windows)
 
@@ -273,12 +290,10 @@ def _cut_among(keys: np.ndarray, positions: np.ndarray | None, rank: int, n_belo
     """The ``rank``-th smallest of ``keys`` (which hold every key equal to it), with counts
     offset by ``n_below``. ``positions`` are the keys' positions in the group (None: ``keys``
     is the whole group)."""
-    key = np.partition(keys, rank - 1)[rank - 1]
-    n_less = n_below + int(np.count_nonzero(keys < key))
-    tied = np.flatnonzero(keys == key)
+    key, n_less, tied = cpu_kernels.select_rank(keys, rank)
     return Cut(
         value=np.array([key], dtype=np.uint32).view(np.float32),
-        n_less=np.array([n_less], dtype=np.int64),
+        n_less=np.array([n_below + n_less], dtype=np.int64),
         n_equal=np.array([tied.size], dtype=np.int64),
         tied_positions=tied if positions is None else positions[tied],
     )

@@ -50,3 +50,24 @@ def test_count_and_collect_matches_numpy(bits, first, second, chunks):
         assert below == expected_below
         assert keys.tolist() == expected_keys.tolist()
         assert positions.tolist() == expected_positions.tolist()
+
+
+@st.composite
+def spread_keys(draw):
+    """Keys over a range of any width: one, two or three digits of the radix selection."""
+    n = draw(st.integers(1, 2000))
+    width = draw(st.sampled_from([1, 7, 2048, 5000, 1 << 22, 1 << 31]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    return (rng.integers(0, width, n, dtype=np.int64) + draw(st.integers(0, 1 << 30))).astype(np.uint32)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(magnitude_bits().filter(lambda bits: bits.size > 0), spread_keys()), st.data())
+def test_select_rank_matches_a_stable_sort(bits, data):
+    keys = bits & MAGNITUDE
+    rank = data.draw(st.integers(1, keys.size))
+    key, n_less, tied = cpu_kernels.select_rank(keys, rank)
+    order = np.argsort(keys, kind="stable")
+    assert key == keys[order[rank - 1]]
+    assert n_less == np.count_nonzero(keys < key)
+    assert tied.tolist() == np.flatnonzero(keys == key).tolist()

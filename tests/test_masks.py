@@ -116,13 +116,22 @@ def test_large_groups_use_the_sampled_path_exactly(kind, beta, gamma):
     assert torch.equal(breadcrumbs_mask(delta, beta, gamma), reference_band_mask(delta, beta, gamma))
 
 
-def test_a_missed_bracket_falls_back_to_exact_selection(monkeypatch):
-    def windows_holding_no_cut(bits, ranks):  # as if the sample had been wildly unrepresentative
-        return selection.cpu_kernels.EMPTY_WINDOW * 2
+@pytest.mark.parametrize("misses", ["first bracket", "both brackets"])
+def test_a_missed_bracket_falls_back_to_exact_selection(monkeypatch, misses):
+    """A bracket that holds no cut (as if the sample had been wildly unrepresentative) is drawn
+    again wider; if that misses as well, the whole group is partitioned. Exact either way."""
+    real_windows, calls = selection._windows, []
 
-    monkeypatch.setattr(selection, "_windows", windows_holding_no_cut)
+    def windows(bits, ranks, sigmas):
+        calls.append(sigmas)
+        if misses == "both brackets" or sigmas == selection._BRACKET_SIGMAS:
+            return selection.cpu_kernels.EMPTY_WINDOW * 2
+        return real_windows(bits, ranks, sigmas)
+
+    monkeypatch.setattr(selection, "_windows", windows)
     delta = torch.randn(200_000, generator=torch.Generator().manual_seed(2))
     assert torch.equal(breadcrumbs_mask(delta, 0.7, 0.05), reference_band_mask(delta, 0.7, 0.05))
+    assert calls == [selection._BRACKET_SIGMAS] + [selection._WIDE_BRACKET_SIGMAS] * 2  # one retry per cut
 
 
 @given(deltas(), fractions())
