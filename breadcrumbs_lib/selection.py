@@ -142,7 +142,7 @@ def band_mask(values: Tensor, band: RankBand) -> Tensor:
     if _cpu_fast_path(values):
         out = torch.empty(values.shape, dtype=torch.bool)
         cpu_kernels.fill_keep_mask(_bits(values), *_key_range(band), out.view(-1).numpy())
-        out.view(-1)[_dropped_tied_positions(band)] = False
+        out.view(-1).numpy()[_dropped_tied_positions(band)] = False
         return out
     magnitudes = values.abs()
     if band.is_open_interval:
@@ -159,7 +159,7 @@ def band_masked(values: Tensor, band: RankBand, out: Tensor | None = None) -> Te
         return torch.mul(values, band_mask(values, band), out=out)
     array = values.reshape(-1).numpy()
     cpu_kernels.fill_masked(array, array.view(np.uint32), *_key_range(band), out.view(-1).numpy())
-    out.view(-1)[_dropped_tied_positions(band)] = 0.0
+    out.view(-1).numpy()[_dropped_tied_positions(band)] = 0.0
     return out
 
 
