@@ -249,14 +249,18 @@ def _windows(bits: np.ndarray, ranks: tuple[int | None, int | None], sigmas: flo
             q = k / m
             half_width = sigmas * math.sqrt(_SAMPLE_SIZE * q * (1.0 - q)) + 2.0
             spans[k] = (math.floor(q * _SAMPLE_SIZE - half_width), math.ceil(q * _SAMPLE_SIZE + half_width))
+    # Order statistics at 0-based positions of the sorted sample; a position at either end of
+    # the sample stands for the end of the key range instead.
+    inner = sorted({p for span in spans.values() for p in span if 0 < p < _SAMPLE_SIZE - 1})
+    statistic = dict(zip(inner, cpu_kernels.kth_smallest_many(sample, np.array(inner, dtype=np.int64) + 1)))
     windows: list[np.uint32] = []
     for k in ranks:
         if k is None:
             windows.extend(cpu_kernels.EMPTY_WINDOW)
             continue
-        lo_pos, hi_pos = spans[k]  # 0-based positions in the sorted sample
-        lo = cpu_kernels.kth_smallest(sample, lo_pos + 1)[0] if lo_pos > 0 else np.uint32(0)
-        hi = cpu_kernels.kth_smallest(sample, hi_pos + 1)[0] if hi_pos < _SAMPLE_SIZE - 1 else cpu_kernels.MAGNITUDE_BITS
+        lo_pos, hi_pos = spans[k]
+        lo = statistic[lo_pos] if lo_pos > 0 else np.uint32(0)
+        hi = statistic[hi_pos] if hi_pos < _SAMPLE_SIZE - 1 else cpu_kernels.MAGNITUDE_BITS
         windows.extend((np.uint32(lo), np.uint32(hi - lo)))
     return tuple(windows)
 

@@ -71,3 +71,11 @@ def test_select_rank_matches_a_stable_sort(bits, data):
     assert key == keys[order[rank - 1]]
     assert n_less == np.count_nonzero(keys < key)
     assert tied.tolist() == np.flatnonzero(keys == key).tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(magnitude_bits().filter(lambda bits: bits.size > 0), spread_keys()), st.data())
+def test_kth_smallest_many_matches_a_sort(bits, data):
+    keys = bits & MAGNITUDE
+    ranks = np.array(data.draw(st.lists(st.integers(1, keys.size), max_size=6)), dtype=np.int64)
+    assert cpu_kernels.kth_smallest_many(keys, ranks).tolist() == np.sort(keys)[ranks - 1].tolist()
