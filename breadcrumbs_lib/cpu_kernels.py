@@ -5,11 +5,12 @@ They work on *magnitude keys*: for a finite float32 ``x``, the bits of ``|x|`` r
 of magnitudes becomes one exact unsigned-integer comparison, and a window test
 ``lo <= key <= lo + width`` becomes a single unsigned compare ``key - lo <= width`` (wrapping).
 
-Each kernel is one or two parallel passes. The collecting pass tests 16 keys at a time: one
-vector compare per window yields a 16-bit lane mask (:func:`_lanes_in_window`, a few lines of
-LLVM IR; portable, as LLVM lowers vector compares for any CPU), counts are popcounts of masks,
-and only the set bits of the rare window masks are visited. The kernels compute exactly what the
-torch path of :mod:`.selection` computes; tests check it.
+The collecting pass tests 16 keys at a time: one vector compare per window yields a 16-bit lane
+mask (:func:`_lanes_in_window`, a few lines of LLVM IR; portable, as LLVM lowers vector
+compares for any CPU), counts are popcounts of masks, and only the set bits of the rare window
+masks are visited. Exact ranks among the collected keys come from a radix selection
+(:func:`kth_smallest`). The kernels compute exactly what the torch path of :mod:`.selection`
+computes; tests check them against numpy and a stable sort.
 """
 
 from __future__ import annotations
@@ -179,16 +180,10 @@ def kth_smallest(keys, rank):  # pragma: no cover - compiled
     """``(key, n_less)``: the ``rank``-th smallest (1-based) of the uint32 ``keys`` and how many
     keys are smaller, by radix selection on ``key - min(keys)``, ``DIGIT_BITS`` bits at a time
     from the top. A histogram of the top digit over all keys picks the bucket holding the rank;
-    each next digit is histogrammed over the keys of that bucket only. No comparison depends on
-    the data's order, so, unlike quickselect, the branches are predictable: several times faster."""
-    lowest = keys.min()
-    span = np.uint32(keys.max() - lowest)
-    shift = 0
-    while (span >> shift) >= _BUCKETS:
-        shift += DIGIT_BITS
-    histogram = np.zeros(_BUCKETS, dtype=np.int64)
-    for key in keys:
-        histogram[np.uint32(key - lowest) >> shift] += 1
+    each next digit is histogrammed over the keys of that bucket only. Unlike quickselect's, its
+    branches do not depend on how the keys compare with one another, so they are predicted
+    well: in a merge it is about five times faster than quickselect on the same keys."""
+    lowest, shift, histogram = _top_digit_histogram(keys)
     prefix, n_less, rank = _bucket_of_rank(histogram, rank)
     while shift > 0:
         shift -= DIGIT_BITS
@@ -208,14 +203,7 @@ def kth_smallest_many(keys, ranks):  # pragma: no cover - compiled
     """The ``ranks[j]``-th smallest (1-based) of the uint32 ``keys``, for every ``j``: one
     histogram of the top digit for all of them, then :func:`kth_smallest` among the keys of
     each rank's bucket only (cheaper than one full selection per rank)."""
-    lowest = keys.min()
-    span = np.uint32(keys.max() - lowest)
-    shift = 0
-    while (span >> shift) >= _BUCKETS:
-        shift += DIGIT_BITS
-    histogram = np.zeros(_BUCKETS, dtype=np.int64)
-    for key in keys:
-        histogram[np.uint32(key - lowest) >> shift] += 1
+    lowest, shift, histogram = _top_digit_histogram(keys)
     out = np.empty(ranks.size, dtype=np.uint32)
     for j in range(ranks.size):
         bucket, below, rank = _bucket_of_rank(histogram, ranks[j])
@@ -227,6 +215,21 @@ def kth_smallest_many(keys, ranks):  # pragma: no cover - compiled
                 found += 1
         out[j] = kth_smallest(members, rank)[0]
     return out
+
+
+@njit(inline="always")
+def _top_digit_histogram(keys):  # pragma: no cover - compiled
+    """``(lowest, shift, histogram)``: the smallest key, and the histogram of the top digit
+    ``(key - lowest) >> shift``, ``shift`` a multiple of ``DIGIT_BITS`` leaving at most that many bits."""
+    lowest = keys.min()
+    span = np.uint32(keys.max() - lowest)
+    shift = 0
+    while (span >> shift) >= _BUCKETS:
+        shift += DIGIT_BITS
+    histogram = np.zeros(_BUCKETS, dtype=np.int64)
+    for key in keys:
+        histogram[np.uint32(key - lowest) >> shift] += 1
+    return lowest, shift, histogram
 
 
 @njit(inline="always")

@@ -291,12 +291,12 @@ def check_coefficient(value: object, name: str) -> None:
 
 
 def _float32_difference(finetuned: Tensor, base: Tensor) -> tuple[Tensor, bool]:
-    """``(finetuned - base`` in float32, whether every entry of it is finite``).
+    """``(delta, finite)``: ``finetuned - base`` in float32, and whether all of it is finite.
 
     Contiguous float32 CPU tensors take one numba pass that subtracts and counts non-finite
-    entries together; in a merge's per-tensor loop this also keeps torch's thread pool, whose
-    idle threads spin for a while after each operation, from competing with the numba kernels
-    that mask the delta next. Other dtypes and devices use torch (fp16/bf16 upcast first).
+    entries together (torch needs a subtraction and then a sum); it runs on the thread pool of
+    the numba kernels that mask the delta next, so a merge's per-tensor loop stays on one pool.
+    Other dtypes and devices use torch (fp16/bf16 upcast first).
     """
     finetuned, base = finetuned.detach(), base.detach()
     if (finetuned.dtype == base.dtype == torch.float32 and finetuned.device.type == base.device.type == "cpu"
