@@ -94,7 +94,8 @@ def main() -> None:
           f"{args.tasks} fine-tuned copies; torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     arithmetic, crumbs = [], []
-    time_merge(base, finetuned[:1], "task_arithmetic", alpha=0.3)  # warm-up
+    for method, hyperparameters in (("task_arithmetic", {}), ("breadcrumbs", {"beta": 0.85, "gamma": 0.01})):
+        merge(base, finetuned[:1], method, alpha=0.3, **hyperparameters)  # warm-up: kernels loaded, work space grown
     for _ in range(args.repeats):  # interleaved, so that drifts in machine speed hit both alike
         arithmetic.append(time_merge(base, finetuned, "task_arithmetic", alpha=0.3))
         crumbs.append(time_merge(base, finetuned, "breadcrumbs", alpha=0.3, beta=0.85, gamma=0.01,
