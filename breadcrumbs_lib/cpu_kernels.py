@@ -176,6 +176,39 @@ def select_rank(keys, rank):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def mask_outside_ranks(values, n_low, n_high, out):  # pragma: no cover - compiled
+    """``out[i] = values[i]`` if the rank of ``|values[i]|`` (0-based, ties by index) lies in
+    ``[n_low, m - n_high)``, else 0, for a float32 ``values`` of ``m >= 1`` entries, in one serial
+    call (for small groups, where a parallel pass costs more than it saves). ``out`` may be
+    ``values``. Returns the number of non-finite entries; if there are any, nothing is written.
+
+    The smallest kept key ``low`` and the largest ``high`` are radix selections; entries tied
+    with either get their rank from how many keys are smaller plus their index among the ties.
+    """
+    keys = values.view(np.uint32) & MAGNITUDE_BITS
+    non_finite = 0
+    for key in keys:
+        non_finite += key >= NON_FINITE_KEY
+    if non_finite:
+        return non_finite
+    m = keys.size
+    low, low_less = kth_smallest(keys, n_low + 1)
+    high, high_less = kth_smallest(keys, m - n_high)
+    low_ties, high_ties = 0, 0
+    for i in range(m):
+        key = keys[i]
+        keep = low <= key <= high
+        if key == low:
+            keep = keep and low_less + low_ties >= n_low
+            low_ties += 1
+        if key == high:
+            keep = keep and high_less + high_ties < m - n_high
+            high_ties += 1
+        out[i] = values[i] if keep else np.float32(0.0)
+    return 0
+
+
+@njit(cache=True)
 def kth_smallest(keys, rank):  # pragma: no cover - compiled
     """``(key, n_less)``: the ``rank``-th smallest (1-based) of the uint32 ``keys`` and how many
     keys are smaller, by radix selection on ``key - min(keys)``, ``DIGIT_BITS`` bits at a time

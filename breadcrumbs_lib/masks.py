@@ -11,12 +11,14 @@ Ties in ``|tau|`` are broken by flat index (lower index = smaller), see :mod:`.s
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
 
-from .selection import NonFiniteValuesError, RankBand, band_mask, band_masked, find_band
+from .selection import NonFiniteValuesError, RankBand, band_mask, find_band, masked_outside_ranks
 
 #: Groups a single tensor can be split into. ``"global"`` (one group over a whole task vector)
 #: is offered by :meth:`breadcrumbs_lib.TaskVector.breadcrumbs_masks`.
@@ -85,7 +87,8 @@ def breadcrumbs_mask(delta: Tensor, beta: float, gamma: float, granularity: str 
     groups = _groups(delta, beta, gamma, granularity)
     if groups is None:
         return torch.ones_like(delta, dtype=torch.bool)
-    return band_mask(groups, _band(groups, beta, gamma, delta)).reshape(delta.shape)
+    with _naming_non_finite(delta):
+        return band_mask(groups, find_breadcrumbs_band(groups, beta, gamma)).reshape(delta.shape)
 
 
 def breadcrumbs_masked(
@@ -102,17 +105,17 @@ def breadcrumbs_masked(
     groups = _groups(delta, beta, gamma, granularity)
     if groups is None:
         return delta if inplace else delta.to(torch.float32, copy=True)
-    band = _band(groups, beta, gamma, delta)
-    if inplace:
-        band_masked(groups, band, out=groups)  # groups is a view of delta
-        return delta
-    return band_masked(groups, band).reshape(delta.shape)
+    n_low, n_high = band_counts(groups.shape[1], beta, gamma)
+    with _naming_non_finite(delta):
+        masked = masked_outside_ranks(groups, n_low, n_high, out=groups if inplace else None)
+    return delta if inplace else masked.reshape(delta.shape)  # in place, groups is a view of delta
 
 
-def _band(groups: Tensor, beta: float, gamma: float, delta: Tensor) -> RankBand:
-    """:func:`find_breadcrumbs_band`, its finiteness error naming ``delta``'s shape."""
+@contextlib.contextmanager
+def _naming_non_finite(delta: Tensor) -> Iterator[None]:
+    """Re-raise the selection's finiteness error as a ``ValueError`` naming ``delta``'s shape."""
     try:
-        return find_breadcrumbs_band(groups, beta, gamma)
+        yield
     except NonFiniteValuesError as error:
         raise ValueError(f"delta of shape {tuple(delta.shape)} has {error.count} non-finite entries") from None
 

@@ -163,6 +163,20 @@ def band_masked(values: Tensor, band: RankBand, out: Tensor | None = None) -> Te
     return out
 
 
+def masked_outside_ranks(values: Tensor, n_low: int, n_high: int, out: Tensor | None = None) -> Tensor:
+    """``band_masked(values, find_band(values, n_low, n_high), out)``: the entries of a
+    ``(G, m)`` float32 tensor outside ranks ``[n_low, m - n_high)`` of their group set to 0.
+    One small CPU group (up to ``_SMALL_GROUP`` entries) takes a single serial kernel."""
+    out = torch.empty_like(values) if out is None else out
+    m = values.shape[1]
+    if _cpu_fast_path(values) and 0 < m <= _SMALL_GROUP and out.is_contiguous():
+        array = values.reshape(-1).numpy()
+        non_finite = cpu_kernels.mask_outside_ranks(array, n_low, n_high, out.view(-1).numpy())
+        _check_no_non_finite_keys(int(non_finite), m)
+        return out
+    return band_masked(values, find_band(values, n_low, n_high), out=out)
+
+
 # --------------------------------------------------------------------------------- CPU path
 def _cpu_fast_path(values: Tensor) -> bool:
     return values.device.type == "cpu" and values.shape[0] == 1 and values.is_contiguous()

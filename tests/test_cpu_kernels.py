@@ -79,3 +79,23 @@ def test_kth_smallest_many_matches_a_sort(bits, data):
     keys = bits & MAGNITUDE
     ranks = np.array(data.draw(st.lists(st.integers(1, keys.size), max_size=6)), dtype=np.int64)
     assert cpu_kernels.kth_smallest_many(keys, ranks).tolist() == np.sort(keys)[ranks - 1].tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(magnitude_bits().filter(lambda bits: bits.size > 0), st.data())
+def test_mask_outside_ranks_keeps_the_middle_ranks(bits, data):
+    values = bits.view(np.float32)
+    m = values.size
+    n_low = data.draw(st.integers(0, m - 1))
+    n_high = data.draw(st.integers(0, m - 1 - n_low))
+    out = np.full(m, np.float32(7.0))
+    non_finite = cpu_kernels.mask_outside_ranks(values, n_low, n_high, out)
+    bad = int(np.count_nonzero(~np.isfinite(values)))
+    assert non_finite == bad
+    if bad:
+        assert (out == 7.0).all()  # nothing written
+        return
+    rank = np.empty(m, dtype=np.int64)
+    rank[np.argsort(bits & MAGNITUDE, kind="stable")] = np.arange(m)  # ties: lower index ranks lower
+    keep = (rank >= n_low) & (rank < m - n_high)
+    assert np.array_equal(out.view(np.uint32), np.where(keep, values, np.float32(0.0)).view(np.uint32))

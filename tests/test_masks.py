@@ -234,6 +234,15 @@ def test_non_finite_entries_are_refused_on_every_selection_path(granularity, bet
         breadcrumbs_masked(delta.clone(), beta, gamma, granularity, inplace=True)
 
 
+def test_a_refused_in_place_masking_leaves_the_tensor_as_it_was():
+    delta = torch.randn(500)  # a small group: the serial kernel
+    delta[17] = float("nan")
+    before = delta.clone()
+    with pytest.raises(ValueError, match=r"delta of shape \(500,\) has 1 non-finite entries"):
+        breadcrumbs_masked(delta, 0.5, 0.1, inplace=True)
+    assert torch.equal(delta.isnan(), before.isnan()) and torch.equal(delta.nan_to_num(), before.nan_to_num())
+
+
 def test_magnitude_keys_order_like_magnitudes():
     values = np.array([0.0, -0.0, 1e-45, -2.5, 2.5, 3e38, -1e-30], dtype=np.float32)
     keys = values.view(np.uint32) & np.uint32(0x7FFFFFFF)
