@@ -113,8 +113,11 @@ def count_and_collect(bits, lo_1, width_1, lo_2, width_2, chunks, scratch_keys, 
             if lo_2 > 0:
                 b_2 += _popcount(_lanes_in_window(bits, at, zero, below_width_2))
             bad += _popcount(_lanes_in_window(bits, at, NON_FINITE_KEY, non_finite_width))
-            f_1 = _collect_lanes(bits, at, _lanes_in_window(bits, at, lo_1, width_1), keys_1, positions_1, f_1)
-            f_2 = _collect_lanes(bits, at, _lanes_in_window(bits, at, lo_2, width_2), keys_2, positions_2, f_2)
+            in_1 = _lanes_in_window(bits, at, lo_1, width_1)
+            in_2 = _lanes_in_window(bits, at, lo_2, width_2)
+            if in_1 | in_2:  # one branch for both windows: most lanes hold neither
+                f_1 = _collect_lanes(bits, at, in_1, keys_1, positions_1, f_1)
+                f_2 = _collect_lanes(bits, at, in_2, keys_2, positions_2, f_2)
         for i in range(whole_lanes_stop, stop):  # the last, partial lane
             key = bits[i] & MAGNITUDE_BITS
             bad += key >= NON_FINITE_KEY
