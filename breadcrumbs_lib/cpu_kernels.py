@@ -76,11 +76,13 @@ def _splat(builder: ir.IRBuilder, value: ir.Value) -> ir.Value:
 
 
 @njit(parallel=True, cache=True)
-def count_and_collect(bits, lo_1, width_1, lo_2, width_2, chunks, scratch_keys, scratch_positions):  # pragma: no cover
+def count_and_collect(  # pragma: no cover - compiled
+    bits, lo_1, width_1, lo_2, width_2, chunks, scratch_keys, scratch_positions, count_non_finite
+):
     """For two key windows ``[lo_k, lo_k + width_k]`` over the magnitude keys of ``bits`` (the
     uint32 view of a float32 array): how many keys lie below ``lo_k``, and the keys inside the
-    window with their positions, compacted in index order; and, in the same pass, how many
-    entries are not finite (the callers' finiteness check).
+    window with their positions, compacted in index order; and, in the same pass if
+    ``count_non_finite`` (else 0), how many entries are not finite (the callers' finiteness check).
 
     Returns ``(non_finite, below_1, keys_1, positions_1, below_2, keys_2, positions_2)``.
     ``scratch_keys`` (uint32) and ``scratch_positions`` (int64), each of shape ``(2, >= bits.size)``,
@@ -112,7 +114,8 @@ def count_and_collect(bits, lo_1, width_1, lo_2, width_2, chunks, scratch_keys, 
                 b_1 += _popcount(_lanes_in_window(bits, at, zero, below_width_1))
             if lo_2 > 0:
                 b_2 += _popcount(_lanes_in_window(bits, at, zero, below_width_2))
-            bad += _popcount(_lanes_in_window(bits, at, NON_FINITE_KEY, non_finite_width))
+            if count_non_finite:
+                bad += _popcount(_lanes_in_window(bits, at, NON_FINITE_KEY, non_finite_width))
             in_1 = _lanes_in_window(bits, at, lo_1, width_1)
             in_2 = _lanes_in_window(bits, at, lo_2, width_2)
             if in_1 | in_2:  # one branch for both windows: most lanes hold neither
@@ -120,7 +123,7 @@ def count_and_collect(bits, lo_1, width_1, lo_2, width_2, chunks, scratch_keys, 
                 f_2 = _collect_lanes(bits, at, in_2, keys_2, positions_2, f_2)
         for i in range(whole_lanes_stop, stop):  # the last, partial lane
             key = bits[i] & MAGNITUDE_BITS
-            bad += key >= NON_FINITE_KEY
+            bad += count_non_finite and key >= NON_FINITE_KEY
             b_1 += key < lo_1
             b_2 += key < lo_2
             f_1 = _collect_lanes(bits, i, np.uint32(np.uint32(key - lo_1) <= width_1), keys_1, positions_1, f_1)

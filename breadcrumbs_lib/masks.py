@@ -92,13 +92,21 @@ def breadcrumbs_mask(delta: Tensor, beta: float, gamma: float, granularity: str 
 
 
 def breadcrumbs_masked(
-    delta: Tensor, beta: float, gamma: float, granularity: str = "tensor", *, inplace: bool = False
+    delta: Tensor,
+    beta: float,
+    gamma: float,
+    granularity: str = "tensor",
+    *,
+    inplace: bool = False,
+    check_finite: bool = True,
 ) -> Tensor:
     """``breadcrumbs_mask(delta, ...) * delta`` as float32, in one fused pass where possible.
 
     With ``inplace=True`` the masked entries of ``delta`` (which must then be a contiguous
     float32 tensor) are zeroed in place and ``delta`` is returned: merging uses this on
-    temporary task vectors to save an allocation per tensor.
+    temporary task vectors to save an allocation per tensor. ``check_finite=False`` skips the
+    finiteness check for a caller that has just made it (merging, as it forms each delta);
+    non-finite entries then give an unspecified result or error.
     """
     if inplace and (delta.dtype != torch.float32 or not delta.is_contiguous()):
         raise ValueError(f"inplace masking needs a contiguous float32 tensor, got {delta.dtype}")
@@ -107,7 +115,7 @@ def breadcrumbs_masked(
         return delta if inplace else delta.to(torch.float32, copy=True)
     n_low, n_high = band_counts(groups.shape[1], beta, gamma)
     with _naming_non_finite(delta):
-        masked = masked_outside_ranks(groups, n_low, n_high, out=groups if inplace else None)
+        masked = masked_outside_ranks(groups, n_low, n_high, out=groups if inplace else None, check_finite=check_finite)
     return delta if inplace else masked.reshape(delta.shape)  # in place, groups is a view of delta
 
 

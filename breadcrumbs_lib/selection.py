@@ -115,12 +115,14 @@ class RankBand:
         return low, high
 
 
-def find_band(values: Tensor, n_low: int, n_high: int) -> RankBand:
+def find_band(values: Tensor, n_low: int, n_high: int, *, check_finite: bool = True) -> RankBand:
     """Locate the ranks ``[n_low, m - n_high)`` of ``|values|`` in each row of a ``(G, m)``
     float32 tensor.
 
     Raises :class:`NonFiniteValuesError` (a ``ValueError``) if any value is NaN or infinite; on
-    the CPU path this check rides on the selection's own pass over the values."""
+    the CPU path this check rides on the selection's own pass over the values. Callers that
+    have just checked the values may pass ``check_finite=False`` to skip it (as in
+    ``scipy.linalg``); non-finite values then give an unspecified band or error."""
     if values.dim() != 2 or values.dtype != torch.float32:
         raise ValueError(f"values must be a 2-D float32 tensor, got {values.dtype} of shape {tuple(values.shape)}")
     n_groups, m = values.shape
@@ -130,9 +132,10 @@ def find_band(values: Tensor, n_low: int, n_high: int) -> RankBand:
     if m == 0 or n_groups == 0:
         return RankBand(m, n_low, n_high, None, None)
     if _cpu_fast_path(values) and ranks != (None, None):
-        low, high = _cuts_one_group_cpu(_bits(values), ranks)
+        low, high = _cuts_one_group_cpu(_bits(values), ranks, check_finite)
     else:
-        _check_finite_torch(values)
+        if check_finite:
+            _check_finite_torch(values)
         low, high = (None if k is None else _cuts_torch(values, k) for k in ranks)
     return RankBand(m, n_low, n_high, low, high)
 
@@ -163,10 +166,13 @@ def band_masked(values: Tensor, band: RankBand, out: Tensor | None = None) -> Te
     return out
 
 
-def masked_outside_ranks(values: Tensor, n_low: int, n_high: int, out: Tensor | None = None) -> Tensor:
-    """``band_masked(values, find_band(values, n_low, n_high), out)``: the entries of a
+def masked_outside_ranks(
+    values: Tensor, n_low: int, n_high: int, out: Tensor | None = None, *, check_finite: bool = True
+) -> Tensor:
+    """``band_masked(values, find_band(values, n_low, n_high, ...), out)``: the entries of a
     ``(G, m)`` float32 tensor outside ranks ``[n_low, m - n_high)`` of their group set to 0.
-    One small CPU group (up to ``_SMALL_GROUP`` entries) takes a single serial kernel."""
+    One small CPU group (up to ``_SMALL_GROUP`` entries) takes a single serial kernel, which
+    always checks finiteness (it costs little there)."""
     out = torch.empty_like(values) if out is None else out
     m = values.shape[1]
     if _cpu_fast_path(values) and 0 < m <= _SMALL_GROUP and out.is_contiguous():
@@ -174,7 +180,7 @@ def masked_outside_ranks(values: Tensor, n_low: int, n_high: int, out: Tensor | 
         non_finite = cpu_kernels.mask_outside_ranks(array, n_low, n_high, out.view(-1).numpy())
         _check_no_non_finite_keys(int(non_finite), m)
         return out
-    return band_masked(values, find_band(values, n_low, n_high), out=out)
+    return band_masked(values, find_band(values, n_low, n_high, check_finite=check_finite), out=out)
 
 
 # --------------------------------------------------------------------------------- CPU path
@@ -211,7 +217,9 @@ def _dropped_tied_positions(band: RankBand) -> np.ndarray:
     return np.concatenate(dropped) if dropped else np.empty(0, dtype=np.int64)
 
 
-def _cuts_one_group_cpu(bits: np.ndarray, ranks: tuple[int | None, int | None]) -> tuple[Cut | None, Cut | None]:
+def _cuts_one_group_cpu(
+    bits: np.ndarray, ranks: tuple[int | None, int | None], check_finite: bool = True
+) -> tuple[Cut | None, Cut | None]:
     """Cuts at 1-based ranks of one group on the CPU: sample, bracket, count and collect (one
     fused pass over both brackets, which also counts non-finite values), then select among the
     collected."""
@@ -220,16 +228,19 @@ def _cuts_one_group_cpu(bits: np.ndarray, ranks: tuple[int | None, int | None]) 
         keys = bits & cpu_kernels.MAGNITUDE_BITS
         _check_no_non_finite_keys(int(np.count_nonzero(keys >= cpu_kernels.NON_FINITE_KEY)), m)
         return tuple(None if k is None else _cut_among(keys, None, k, 0) for k in ranks)
-    collected = _collect(bits, ranks, _BRACKET_SIGMAS)
+    collected = _collect(bits, ranks, _BRACKET_SIGMAS, check_finite)
     low, high = (None if k is None else _cut_from(bits, k, *found) for k, found in zip(ranks, collected))
     return low, high
 
 
-def _collect(bits: np.ndarray, ranks: tuple[int | None, int | None], sigmas: float) -> list[Collected]:
+def _collect(
+    bits: np.ndarray, ranks: tuple[int | None, int | None], sigmas: float, check_finite: bool = True
+) -> list[Collected]:
     """For each rank, ``(how many keys lie below its bracket, the keys inside, their positions)``,
-    from one pass over ``bits`` that also refuses non-finite values."""
+    from one pass over ``bits`` that also refuses non-finite values (unless told not to count them)."""
     non_finite, below_1, keys_1, where_1, below_2, keys_2, where_2 = cpu_kernels.count_and_collect(
-        bits, *_windows(bits, ranks, sigmas), cpu_kernels.n_chunks(bits.size), *_SCRATCH.arrays(bits.size)
+        bits, *_windows(bits, ranks, sigmas), cpu_kernels.n_chunks(bits.size), *_SCRATCH.arrays(bits.size),
+        check_finite,
     )
     _check_no_non_finite_keys(int(non_finite), bits.size)
     return [(int(below_1), keys_1, where_1), (int(below_2), keys_2, where_2)]

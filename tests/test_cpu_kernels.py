@@ -43,8 +43,11 @@ def reference(bits: np.ndarray, lo: np.uint32, width: np.uint32):
 @given(magnitude_bits(), window(), window(), st.integers(1, 8))
 def test_count_and_collect_matches_numpy(bits, first, second, chunks):
     scratch = np.empty((2, bits.size + 3), dtype=np.uint32), np.empty((2, bits.size + 3), dtype=np.int64)
-    non_finite, *found = cpu_kernels.count_and_collect(bits, *first, *second, chunks, *scratch)
+    non_finite, *found = cpu_kernels.count_and_collect(bits, *first, *second, chunks, *scratch, True)
     assert non_finite == np.count_nonzero((bits & MAGNITUDE) >= cpu_kernels.NON_FINITE_KEY)
+    unchecked, *found_unchecked = cpu_kernels.count_and_collect(bits, *first, *second, chunks, *scratch, False)
+    assert unchecked == 0
+    assert all(np.array_equal(a, b) for a, b in zip(found, found_unchecked))
     for (below, keys, positions), (lo, width) in zip((found[:3], found[3:]), (first, second)):
         expected_below, expected_keys, expected_positions = reference(bits, lo, width)
         assert below == expected_below

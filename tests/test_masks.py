@@ -234,6 +234,14 @@ def test_non_finite_entries_are_refused_on_every_selection_path(granularity, bet
         breadcrumbs_masked(delta.clone(), beta, gamma, granularity, inplace=True)
 
 
+@pytest.mark.parametrize("n", [500, 300_000])  # the small-group kernel and the sampled path
+@pytest.mark.parametrize("granularity", ["tensor", "row"])
+def test_skipping_the_finiteness_check_changes_nothing_on_finite_values(n, granularity):
+    delta = torch.randn(n // 100, 100, generator=torch.Generator().manual_seed(4))
+    checked = breadcrumbs_masked(delta, 0.85, 0.01, granularity)
+    assert torch.equal(breadcrumbs_masked(delta, 0.85, 0.01, granularity, check_finite=False), checked)
+
+
 def test_a_refused_in_place_masking_leaves_the_tensor_as_it_was():
     delta = torch.randn(500)  # a small group: the serial kernel
     delta[17] = float("nan")
