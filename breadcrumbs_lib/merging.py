@@ -222,6 +222,7 @@ def _masking(beta: float, gamma: float, granularity: str) -> dict[str, Callable]
     whole vector once it is formed (``transform``) when the ordering is ``"global"``."""
     if granularity == "global":
         return {"transform": lambda index, vector: vector.breadcrumbs(beta, gamma, granularity, inplace=True)}
+
     def mask(key: str, delta: Tensor) -> Tensor:  # delta was checked finite as it was formed
         return breadcrumbs_masked(delta, beta, gamma, granularity, inplace=True, check_finite=False)
 

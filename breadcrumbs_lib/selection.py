@@ -18,8 +18,8 @@ Cuts are found without a full sort:
   fused parallel pass counts the entries below each bracket and collects those inside it (with
   their positions), and a radix selection finds the exact cut among the few collected. A bracket
   that misses (about one in a hundred) is drawn again, wider, and collected in a second pass;
-  should that miss too, the whole group is partitioned: exact either way. Groups of up to
-  65,536 entries are partitioned whole.
+  should that miss too, the whole group is selected: exact either way. Groups of up to 65,536
+  entries are selected whole (and masked by one serial kernel, :func:`masked_outside_ranks`).
 * many groups (rows), or other devices: ``torch.kthvalue`` along the last dimension.
 """
 
@@ -37,7 +37,7 @@ from torch import Tensor
 from . import cpu_kernels
 
 _SAMPLE_SIZE = 1 << 14  # entries drawn to bracket a cut
-_SMALL_GROUP = 1 << 16  # groups up to this size are partitioned whole
+_SMALL_GROUP = 1 << 16  # groups up to this size are selected whole, without sampling
 # Half-width of a bracket, in binomial standard deviations of the sample: a narrow first bracket
 # (fewer keys to collect and select among; it misses about one rank in a hundred) and a wide one
 # for the second try after a miss (which then has about one chance in 10^15 to miss again).
@@ -224,7 +224,7 @@ def _cuts_one_group_cpu(
     fused pass over both brackets, which also counts non-finite values), then select among the
     collected."""
     m = bits.size
-    if m <= _SMALL_GROUP:  # cheaper to partition all keys than to launch the parallel scan
+    if m <= _SMALL_GROUP:  # cheaper to select among all keys than to sample and scan in parallel
         keys = bits & cpu_kernels.MAGNITUDE_BITS
         _check_no_non_finite_keys(int(np.count_nonzero(keys >= cpu_kernels.NON_FINITE_KEY)), m)
         return tuple(None if k is None else _cut_among(keys, None, k, 0) for k in ranks)
@@ -249,7 +249,7 @@ def _collect(
 def _cut_from(bits: np.ndarray, k: int, below: int, keys: np.ndarray, where: np.ndarray) -> Cut:
     """The cut at rank ``k`` from what its bracket collected. A bracket that missed the rank
     (about one in a hundred) is drawn again, ``_WIDE_BRACKET_SIGMAS`` wide, and collected in a
-    second pass; should that miss too, the whole group is partitioned. Exact in every case."""
+    second pass; should that miss too, the whole group is selected. Exact in every case."""
     if not 1 <= k - below <= keys.size:
         (below, keys, where), _ = _collect(bits, (k, None), _WIDE_BRACKET_SIGMAS)
     if 1 <= k - below <= keys.size:
