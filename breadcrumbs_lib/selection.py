@@ -221,8 +221,8 @@ def _cuts_one_group_cpu(
     bits: np.ndarray, ranks: tuple[int | None, int | None], check_finite: bool = True
 ) -> tuple[Cut | None, Cut | None]:
     """Cuts at 1-based ranks of one group on the CPU: sample, bracket, count and collect (one
-    fused pass over both brackets, which also counts non-finite values), then select among the
-    collected."""
+    fused pass over both brackets, which also counts non-finite values if ``check_finite``),
+    then select among the collected."""
     m = bits.size
     if m <= _SMALL_GROUP:  # cheaper to select among all keys than to sample and scan in parallel
         keys = bits & cpu_kernels.MAGNITUDE_BITS
