@@ -241,17 +241,20 @@ def kth_smallest(keys, rank):  # pragma: no cover - compiled
 def kth_smallest_many(keys, ranks):  # pragma: no cover - compiled
     """The ``ranks[j]``-th smallest (1-based) of the uint32 ``keys``, for every ``j``: one
     histogram of the top digit for all of them, then :func:`kth_smallest` among the keys of
-    each rank's bucket only (cheaper than one full selection per rank)."""
+    each rank's bucket only (cheaper than one full selection per rank). The keys of a bucket are
+    gathered once for consecutive ranks that fall in it (pass ``ranks`` sorted to share most)."""
     lowest, shift, histogram = _top_digit_histogram(keys)
     out = np.empty(ranks.size, dtype=np.uint32)
+    members, members_bucket = np.empty(0, dtype=np.uint32), -1
     for j in range(ranks.size):
         bucket, below, rank = _bucket_of_rank(histogram, ranks[j])
-        members = np.empty(histogram[bucket], dtype=np.uint32)
-        found = 0
-        for key in keys:
-            if (np.uint32(key - lowest) >> shift) == bucket:
-                members[found] = key
-                found += 1
+        if bucket != members_bucket:
+            members, members_bucket = np.empty(histogram[bucket], dtype=np.uint32), bucket
+            found = 0
+            for key in keys:
+                if (np.uint32(key - lowest) >> shift) == bucket:
+                    members[found] = key
+                    found += 1
         out[j] = kth_smallest(members, rank)[0]
     return out
 
