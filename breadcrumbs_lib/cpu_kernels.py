@@ -218,56 +218,61 @@ def mask_outside_ranks(values, n_low, n_high, out):  # pragma: no cover - compil
 def kth_smallest(keys, rank):  # pragma: no cover - compiled
     """``(key, n_less)``: the ``rank``-th smallest (1-based) of the uint32 ``keys`` and how many
     keys are smaller, by radix selection on ``key - min(keys)``, ``DIGIT_BITS`` bits at a time
-    from the top. A histogram of the top digit over all keys picks the bucket holding the rank;
-    each next digit is histogrammed over the keys of that bucket only. Unlike quickselect's, its
-    branches do not depend on how the keys compare with one another, so they are predicted
-    well: in a merge it is about five times faster than quickselect on the same keys."""
+    from the highest set bit of the span ``max - min`` down. A histogram of the top digit over all
+    keys picks the bucket holding the rank; each next digit is histogrammed over the keys of that
+    bucket only. Unlike quickselect's, its branches do not depend on how the keys compare with
+    one another, so they are predicted well: in a merge it is about five times faster than
+    quickselect on the same keys."""
     lowest, shift, histogram = _top_digit_histogram(keys)
     prefix, n_less, rank = _bucket_of_rank(histogram, rank)
     while shift > 0:
-        shift -= DIGIT_BITS
+        next_shift = max(0, shift - DIGIT_BITS)
+        digit_mask = np.uint32((1 << (shift - next_shift)) - 1)
         histogram[:] = 0
         for key in keys:
             offset = np.uint32(key - lowest)
-            if (offset >> (shift + DIGIT_BITS)) == prefix:
-                histogram[(offset >> shift) & (_BUCKETS - 1)] += 1
+            if (offset >> shift) == prefix:
+                histogram[(offset >> next_shift) & digit_mask] += 1
         digit, below, rank = _bucket_of_rank(histogram, rank)
-        prefix = (prefix << DIGIT_BITS) | digit
+        prefix = (prefix << (shift - next_shift)) | digit
         n_less += below
+        shift = next_shift
     return np.uint32(lowest + np.uint32(prefix)), n_less
 
 
 @njit(cache=True)
 def kth_smallest_many(keys, ranks):  # pragma: no cover - compiled
     """The ``ranks[j]``-th smallest (1-based) of the uint32 ``keys``, for every ``j``: one
-    histogram of the top digit for all of them, then :func:`kth_smallest` among the keys of
-    each rank's bucket only (cheaper than one full selection per rank). The keys of a bucket are
-    gathered once for consecutive ranks that fall in it (pass ``ranks`` sorted to share most)."""
+    histogram of the top digit, one pass that places the keys in the order of their top digit
+    (a counting sort's scatter), then :func:`kth_smallest` among the keys of each rank's
+    bucket only: a few entries, where one full selection per rank would pass over all keys."""
     lowest, shift, histogram = _top_digit_histogram(keys)
+    bucket_start = np.zeros(_BUCKETS + 1, dtype=np.int64)
+    bucket_start[1:] = np.cumsum(histogram)
+    by_bucket = np.empty_like(keys)
+    filled = bucket_start[:-1].copy()
+    for key in keys:
+        bucket = np.uint32(key - lowest) >> shift
+        by_bucket[filled[bucket]] = key
+        filled[bucket] += 1
     out = np.empty(ranks.size, dtype=np.uint32)
-    members, members_bucket = np.empty(0, dtype=np.uint32), -1
     for j in range(ranks.size):
-        bucket, below, rank = _bucket_of_rank(histogram, ranks[j])
-        if bucket != members_bucket:
-            members, members_bucket = np.empty(histogram[bucket], dtype=np.uint32), bucket
-            found = 0
-            for key in keys:
-                if (np.uint32(key - lowest) >> shift) == bucket:
-                    members[found] = key
-                    found += 1
-        out[j] = kth_smallest(members, rank)[0]
+        bucket, _, rank = _bucket_of_rank(histogram, ranks[j])
+        out[j] = kth_smallest(by_bucket[bucket_start[bucket]:bucket_start[bucket + 1]], rank)[0]
     return out
 
 
 @njit(inline="always")
 def _top_digit_histogram(keys):  # pragma: no cover - compiled
     """``(lowest, shift, histogram)``: the smallest key, and the histogram of the top digit
-    ``(key - lowest) >> shift``, ``shift`` a multiple of ``DIGIT_BITS`` leaving at most that many bits."""
+    ``(key - lowest) >> shift``, where ``shift`` leaves the ``DIGIT_BITS`` highest bits of the
+    span ``max - min`` (all of it if shorter): keys that share their leading bits, as the
+    magnitudes of floats of a few binades do, still spread over the buckets."""
     lowest = keys.min()
     span = np.uint32(keys.max() - lowest)
     shift = 0
     while (span >> shift) >= _BUCKETS:
-        shift += DIGIT_BITS
+        shift += 1
     histogram = np.zeros(_BUCKETS, dtype=np.int64)
     for key in keys:
         histogram[np.uint32(key - lowest) >> shift] += 1
