@@ -13,7 +13,7 @@ MAGNITUDE = np.uint32(0x7FFFFFFF)
 
 @st.composite
 def magnitude_bits(draw):
-    """uint32 views of float32 arrays of any length (lanes of 16 and ragged tails, fewer entries
+    """uint32 views of float32 arrays of any length (lanes of 64 and ragged tails, fewer entries
     than chunks), with many ties, signed zeros and, sometimes, NaN and infinities."""
     n = draw(st.integers(0, 700))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
