@@ -169,18 +169,21 @@ def gather_keys(bits, positions, chunks):  # pragma: no cover - compiled
 @njit(cache=True)
 def select_rank(keys, rank):  # pragma: no cover - compiled
     """The ``rank``-th smallest (1-based) of ``keys``, how many keys are smaller, and the indices
-    of the keys equal to it, in order (:func:`kth_smallest`, then one pass)."""
-    key, n_less = kth_smallest(keys, rank)
-    n_equal = 0
-    for other in keys:
-        n_equal += other == key
-    tied = np.empty(n_equal, dtype=np.int64)
+    of the keys equal to it, in order. Two passes over ``keys``: a histogram of the top digit
+    picks the rank's bucket, a second pass gathers the bucket's keys with their indices, and
+    the rest (:func:`kth_smallest`, the ties) works on those few."""
+    lowest, shift, histogram = _top_digit_histogram(keys)
+    bucket, n_less, rank = _bucket_of_rank(histogram, rank)
+    members = np.empty(histogram[bucket], dtype=np.uint32)
+    indices = np.empty(histogram[bucket], dtype=np.int64)
     found = 0
     for i in range(keys.size):
-        if keys[i] == key:
-            tied[found] = i
+        if (np.uint32(keys[i] - lowest) >> shift) == bucket:
+            members[found] = keys[i]
+            indices[found] = i
             found += 1
-    return key, n_less, tied
+    key, n_less_in_bucket = kth_smallest(members, rank)
+    return key, n_less + n_less_in_bucket, indices[members == key]
 
 
 @njit(cache=True)
