@@ -248,22 +248,30 @@ def kth_smallest(keys, rank):  # pragma: no cover - compiled
 @njit(cache=True)
 def kth_smallest_many(keys, ranks):  # pragma: no cover - compiled
     """The ``ranks[j]``-th smallest (1-based) of the uint32 ``keys``, for every ``j``: one
-    histogram of the top digit, one pass that places the keys in the order of their top digit
-    (a counting sort's scatter), then :func:`kth_smallest` among the keys of each rank's
-    bucket only: a few entries, where one full selection per rank would pass over all keys."""
+    histogram of the top digit finds each rank's bucket, one more pass gathers the keys of
+    those buckets only (a few percent of the keys), and :func:`kth_smallest` runs among the
+    keys of each rank's bucket: where one full selection per rank would pass over all keys."""
     lowest, shift, histogram = _top_digit_histogram(keys)
-    bucket_start = np.zeros(_BUCKETS + 1, dtype=np.int64)
-    bucket_start[1:] = np.cumsum(histogram)
-    by_bucket = np.empty_like(keys)
-    filled = bucket_start[:-1].copy()
+    buckets = np.empty(ranks.size, dtype=np.int64)
+    rank_in_bucket = np.empty(ranks.size, dtype=np.int64)
+    start = np.full(_BUCKETS, -1, dtype=np.int64)  # where a wanted bucket's keys go, -1 if unwanted
+    wanted = 0
+    for j in range(ranks.size):
+        buckets[j], _, rank_in_bucket[j] = _bucket_of_rank(histogram, ranks[j])
+        if start[buckets[j]] < 0:
+            start[buckets[j]] = wanted
+            wanted += histogram[buckets[j]]
+    members = np.empty(wanted, dtype=np.uint32)
+    filled = start.copy()
     for key in keys:
         bucket = np.uint32(key - lowest) >> shift
-        by_bucket[filled[bucket]] = key
-        filled[bucket] += 1
+        if filled[bucket] >= 0:
+            members[filled[bucket]] = key
+            filled[bucket] += 1
     out = np.empty(ranks.size, dtype=np.uint32)
     for j in range(ranks.size):
-        bucket, _, rank = _bucket_of_rank(histogram, ranks[j])
-        out[j] = kth_smallest(by_bucket[bucket_start[bucket]:bucket_start[bucket + 1]], rank)[0]
+        first = start[buckets[j]]
+        out[j] = kth_smallest(members[first:first + histogram[buckets[j]]], rank_in_bucket[j])[0]
     return out
 
 
