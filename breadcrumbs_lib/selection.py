@@ -238,9 +238,9 @@ def _collect(
 ) -> list[Collected]:
     """For each rank, ``(how many keys lie below its bracket, the keys inside, their positions)``,
     from one pass over ``bits`` that also refuses non-finite values (unless told not to count them)."""
+    chunks = cpu_kernels.n_chunks(bits.size)
     non_finite, below_1, keys_1, where_1, below_2, keys_2, where_2 = cpu_kernels.count_and_collect(
-        bits, *_windows(bits, ranks, sigmas), cpu_kernels.n_chunks(bits.size), *_SCRATCH.arrays(bits.size),
-        check_finite,
+        bits, *_windows(bits, ranks, sigmas, chunks), chunks, *_SCRATCH.arrays(bits.size), check_finite
     )
     _check_no_non_finite_keys(int(non_finite), bits.size)
     return [(int(below_1), keys_1, where_1), (int(below_2), keys_2, where_2)]
@@ -262,32 +262,47 @@ def _check_no_non_finite_keys(count: int, m: int) -> None:
         raise NonFiniteValuesError(count, (1, m))
 
 
-def _windows(bits: np.ndarray, ranks: tuple[int | None, int | None], sigmas: float) -> tuple[np.uint32, ...]:
+def _windows(
+    bits: np.ndarray, ranks: tuple[int | None, int | None], sigmas: float, chunks: int
+) -> tuple[np.uint32, ...]:
     """``(lo_1, width_1, lo_2, width_2)``: for each 1-based rank k, a key window that likely
     holds the k-th smallest key: the order statistics of a seeded random sample ``sigmas``
-    binomial standard deviations either side of where it should fall."""
-    m = bits.size
-    sample = cpu_kernels.gather_keys(bits, _sample_positions(m), cpu_kernels.n_chunks(_SAMPLE_SIZE))
+    binomial standard deviations either side of where it should fall (:func:`_window_plan`)."""
+    statistic_ranks, ends = _window_plan(bits.size, ranks, sigmas)
+    sample = cpu_kernels.gather_keys(bits, _sample_positions(bits.size), chunks)
+    statistics = cpu_kernels.kth_smallest_many(sample, statistic_ranks)
+    windows: list[np.uint32] = []
+    for end in ends:
+        if end is None:
+            windows.extend(cpu_kernels.EMPTY_WINDOW)
+            continue
+        low = statistics[end[0]] if end[0] is not None else np.uint32(0)
+        high = statistics[end[1]] if end[1] is not None else cpu_kernels.MAGNITUDE_BITS
+        windows.extend((low, np.uint32(high - low)))
+    return tuple(windows)
+
+
+@functools.lru_cache(maxsize=1024)
+def _window_plan(
+    m: int, ranks: tuple[int | None, int | None], sigmas: float
+) -> tuple[np.ndarray, tuple[tuple[int | None, int | None] | None, ...]]:
+    """Which order statistics of the sample bound each rank's window: ``(statistic_ranks,
+    ends)``, the 1-based ranks to select in the sample (sorted, distinct) and, per rank, the
+    indices into them of its window's two ends (None: that end is the end of the key range,
+    as when it would fall at either end of the sample; a rank of None has no window)."""
     spans = {}
     for k in ranks:
         if k is not None:
             q = k / m
             half_width = sigmas * math.sqrt(_SAMPLE_SIZE * q * (1.0 - q)) + 2.0
             spans[k] = (math.floor(q * _SAMPLE_SIZE - half_width), math.ceil(q * _SAMPLE_SIZE + half_width))
-    # Order statistics at 0-based positions of the sorted sample; a position at either end of
-    # the sample stands for the end of the key range instead.
+    # 0-based positions in the sorted sample; one at either end stands for the end of the key range.
     inner = sorted({p for span in spans.values() for p in span if 0 < p < _SAMPLE_SIZE - 1})
-    statistic = dict(zip(inner, cpu_kernels.kth_smallest_many(sample, np.array(inner, dtype=np.int64) + 1)))
-    windows: list[np.uint32] = []
-    for k in ranks:
-        if k is None:
-            windows.extend(cpu_kernels.EMPTY_WINDOW)
-            continue
-        lo_pos, hi_pos = spans[k]
-        lo = statistic[lo_pos] if lo_pos > 0 else np.uint32(0)
-        hi = statistic[hi_pos] if hi_pos < _SAMPLE_SIZE - 1 else cpu_kernels.MAGNITUDE_BITS
-        windows.extend((np.uint32(lo), np.uint32(hi - lo)))
-    return tuple(windows)
+    index = {p: i for i, p in enumerate(inner)}
+    ends = tuple(None if k is None else tuple(index.get(p) for p in spans[k]) for k in ranks)
+    statistic_ranks = np.array(inner, dtype=np.int64) + 1
+    statistic_ranks.flags.writeable = False
+    return statistic_ranks, ends
 
 
 class _Scratch(threading.local):

@@ -122,11 +122,11 @@ def test_a_missed_bracket_falls_back_to_exact_selection(monkeypatch, misses):
     again wider; if that misses as well, the whole group is partitioned. Exact either way."""
     real_windows, calls = selection._windows, []
 
-    def windows(bits, ranks, sigmas):
+    def windows(bits, ranks, sigmas, chunks):
         calls.append(sigmas)
         if misses == "both brackets" or sigmas == selection._BRACKET_SIGMAS:
             return selection.cpu_kernels.EMPTY_WINDOW * 2
-        return real_windows(bits, ranks, sigmas)
+        return real_windows(bits, ranks, sigmas, chunks)
 
     monkeypatch.setattr(selection, "_windows", windows)
     delta = torch.randn(200_000, generator=torch.Generator().manual_seed(2))
