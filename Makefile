@@ -25,7 +25,7 @@ run: $(STAMP)
 	$(PY) -m breadcrumbs_lib.notebook_runner --preset mini $(ARGS)
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_merge.py --repeats 7
+	$(PY) benchmarks/bench_merge.py
 	$(PY) benchmarks/bench_mini.py
 	$(PY) benchmarks/bench_sweep.py
 	$(PY) benchmarks/bench_sizes.py
