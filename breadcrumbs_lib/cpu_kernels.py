@@ -10,9 +10,9 @@ vectors, or eight 256-bit ones) yields a 64-bit lane mask (:func:`_lanes_in_wind
 of LLVM IR; portable, as LLVM lowers vector compares for any CPU), counts are popcounts of
 masks, and only the set bits of the rare window masks are visited. One branch per 64 keys,
 rather than per 16, leaves fewer mispredicted branches around the rare in-window keys (the
-pass took 24% less time inside a merge). Exact ranks among the collected keys come from a radix selection
-(:func:`kth_smallest`). The kernels compute exactly what the torch path of :mod:`.selection`
-computes; tests check them against numpy and a stable sort.
+pass took 24% less time inside a merge). Exact ranks among the collected keys come from a
+radix selection (:func:`kth_smallest`). The kernels compute exactly what the torch path of
+:mod:`.selection` computes; tests check them against numpy and a stable sort.
 """
 
 from __future__ import annotations
