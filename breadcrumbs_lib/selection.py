@@ -249,9 +249,10 @@ def _collect(
 def _cut_from(bits: np.ndarray, k: int, below: int, keys: np.ndarray, where: np.ndarray) -> Cut:
     """The cut at rank ``k`` from what its bracket collected. A bracket that missed the rank
     (about one in a hundred) is drawn again, ``_WIDE_BRACKET_SIGMAS`` wide, and collected in a
-    second pass; should that miss too, the whole group is selected. Exact in every case."""
+    second pass (which need not count non-finite keys again: the first pass did, or was told
+    not to); should that miss too, the whole group is selected. Exact in every case."""
     if not 1 <= k - below <= keys.size:
-        (below, keys, where), _ = _collect(bits, (k, None), _WIDE_BRACKET_SIGMAS)
+        (below, keys, where), _ = _collect(bits, (k, None), _WIDE_BRACKET_SIGMAS, check_finite=False)
     if 1 <= k - below <= keys.size:
         return _cut_among(keys, where, k - below, below)
     return _cut_among(bits & cpu_kernels.MAGNITUDE_BITS, None, k, 0)
