@@ -14,17 +14,17 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test bench clean-venv
 
-# A new .venv takes about 6.4 GiB (6.65 million KiB measured): torch 2.14.1 from PyPI is a CUDA
+# A new .venv takes about 6,500 MiB (6,653,708 KiB measured): torch 2.14.1 from PyPI is a CUDA
 # build whose nvidia-* and triton wheels make up 4 GiB of it, even on a CPU-only machine.
-# With less free space than 6.5 GiB, pip would fail halfway: say so before starting.
-VENV_KIB := 6800000
+# With less free space than this, pip would fail halfway: say so before starting.
+VENV_MIB := 6650
 
 $(STAMP): pyproject.toml
 	@if [ ! -d $(VENV) ]; then \
-	  free_kib=$$(df -Pk . | awk 'NR == 2 {print $$4}'); \
-	  if [ "$$free_kib" -lt $(VENV_KIB) ]; then \
-	    echo "make: $(VENV) needs about 6.5 GiB of disk (torch's CUDA build), but only" \
-	         "$$(( free_kib / 1024 )) MiB are free on $$(df -P . | awk 'NR == 2 {print $$6}')." \
+	  free_mib=$$(df -Pm . | awk 'NR == 2 {print $$4}'); \
+	  if [ "$$free_mib" -lt $(VENV_MIB) ]; then \
+	    echo "make: $(VENV) needs about $(VENV_MIB) MiB of disk (torch's CUDA build), but only" \
+	         "$$free_mib MiB are free on $$(df -P . | awk 'NR == 2 {print $$6}')." \
 	         "Free some space and run the command again." >&2; \
 	    exit 1; \
 	  fi; \

@@ -25,9 +25,13 @@ def _normalize(name: str) -> str:
 
 def _pyproject_requirements() -> tuple[dict[str, SpecifierSet], SpecifierSet]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
-    by_name = {_normalize(Requirement(line).name): Requirement(line).specifier for line in requirements}
-    return by_name, SpecifierSet(project["requires-python"])
+    lines = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    return _by_name(lines), SpecifierSet(project["requires-python"])
+
+
+def _by_name(lines: list[str]) -> dict[str, SpecifierSet]:
+    """PEP 508 requirement lines as {normalized name: version specifier}."""
+    return {_normalize(requirement.name): requirement.specifier for requirement in map(Requirement, lines)}
 
 
 def _conda_requirement(entry: str) -> tuple[str, SpecifierSet]:
@@ -46,8 +50,7 @@ def _environment_requirements() -> tuple[dict[str, SpecifierSet], str]:
     python_version = ""
     for entry in entries:
         if isinstance(entry, dict):  # the pip: section
-            lines = [line for line in entry["pip"] if not line.startswith("-e")]
-            by_name.update((_normalize(Requirement(line).name), Requirement(line).specifier) for line in lines)
+            by_name.update(_by_name([line for line in entry["pip"] if not line.startswith("-e")]))
             continue
         name, spec = _conda_requirement(entry)
         if name == "python":
