@@ -57,14 +57,17 @@ class Evaluator:
         self.classifier.encoder.load_state_dict(encoder_state, strict=True)
 
     @torch.inference_mode()
+    def correct(self, task: str) -> Tensor:
+        """Per image of ``task``'s split, in order: whether the current weights classify it right
+        (a bool tensor on the CPU; paired bootstraps resample it)."""
+        self.classifier.set_head(self.heads[task])
+        hits = [(self.classifier(images.to(self.device)).argmax(dim=1) == labels.to(self.device)).cpu()
+                for images, labels in self._batches(task)]
+        return torch.cat(hits)
+
     def accuracy(self, task: str) -> float:
         """Top-1 accuracy of the current weights on ``task``."""
-        self.classifier.set_head(self.heads[task])
-        correct = total = 0
-        for images, labels in self._batches(task):
-            correct += int((self.classifier(images.to(self.device)).argmax(dim=1) == labels.to(self.device)).sum())
-            total += labels.shape[0]
-        return correct / total
+        return float(self.correct(task).float().mean())
 
     def _batches(self, task: str):
         split = self.splits[task]
