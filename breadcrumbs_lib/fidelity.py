@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import Tensor
 
 from .evaluation import Evaluator
@@ -31,7 +30,7 @@ from .task_vectors import TaskVector
 
 def relative_norms(base: Mapping[str, Tensor], vectors: Mapping[str, TaskVector]) -> dict[str, float]:
     """Per task: ``||tau_t|| / ||theta||`` over the floating-point tensors of the base."""
-    theta = math.sqrt(sum(float(value.double().pow(2).sum()) for value in base.values() if value.is_floating_point()))
+    theta = TaskVector({key: value.float() for key, value in base.items() if value.is_floating_point()}).norm()
     return {task: vector.norm() / theta for task, vector in vectors.items()}
 
 
@@ -105,6 +104,13 @@ class Claim:
     measure: str  # the measurement shown as "this run"
     holds: Callable[[Mapping[str, float]], bool]
     needs: tuple[str, ...]  # measurements the test reads
+    unit: str = "%"  # how the measure is shown: "%" (a share), "points" (a signed difference), "steps" (a count)
+
+    def show(self, value: float) -> str:
+        """``value`` of :attr:`measure` as the claims table shows it."""
+        if self.unit == "steps":
+            return f"{int(value)}/4 steps up"
+        return f"{100 * value:+.1f}" if self.unit == "points" else f"{100 * value:.1f}"
 
 
 CHANCE_MULTIPLE = 2.0  # zero-shot must be at least twice chance ...
@@ -120,17 +126,17 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("one 85% breadcrumb alone keeps >= 95% of its task", "regime of large models (DARE: ~0 loss at 90%)",
           "retention", lambda m: m["retention"] >= RETENTION_FLOOR, ("retention",)),
     Claim("8 tasks: Breadcrumbs (tuned on val) - task arithmetic >= 3 points", "+7.7 (83.0 vs 75.3)",
-          "gap_tuned", lambda m: m["gap_tuned"] >= GAP_FLOOR, ("gap_tuned",)),
+          "gap_tuned", lambda m: m["gap_tuned"] >= GAP_FLOOR, ("gap_tuned",), "points"),
     Claim("8 tasks: Breadcrumbs at 85% (alpha on val) > task arithmetic", "+7.7 (85% is the best setting)",
-          "gap_85", lambda m: m["gap_85"] > 0, ("gap_85",)),
+          "gap_85", lambda m: m["gap_85"] > 0, ("gap_85",), "points"),
     Claim("8 tasks: TIES > task arithmetic", "field, ViT-B/32: 72.2 vs 68.0 (absolute)",
-          "gap_ties", lambda m: m["gap_ties"] > 0, ("gap_ties",)),
+          "gap_ties", lambda m: m["gap_ties"] > 0, ("gap_ties",), "points"),
     Claim("the gap grows with the number of tasks (8 vs 2, Fig. 2)", "grows to +8.3 at 8 tasks",
-          "gap_growth", lambda m: m["gap_growth"] > 0, ("gap_growth",)),
+          "gap_growth", lambda m: m["gap_growth"] > 0, ("gap_growth",), "points"),
     Claim("validation-free: tuned on the first task, Breadcrumbs ahead at 8 tasks (Fig. 3)", "Breadcrumbs ahead",
-          "validation_free_gap", lambda m: m["validation_free_gap"] > 0, ("validation_free_gap",)),
+          "validation_free_gap", lambda m: m["validation_free_gap"] > 0, ("validation_free_gap",), "points"),
     Claim("scale: both methods improve B-32 < B-16 < L-14 at 8 tasks (Fig. 4)", "both improve with size",
-          "scale_steps", lambda m: m["scale_steps"] == 4, ("scale_steps",)),
+          "scale_steps", lambda m: m["scale_steps"] == 4, ("scale_steps",), "steps"),
     Claim("zero-shot mean in [2 x chance, 70%]", "48.1 (ViT-B/32)",
           "zero_shot", lambda m: CHANCE_MULTIPLE * m["chance"] <= m["zero_shot"] <= ZERO_SHOT_CEILING,
           ("zero_shot", "chance")),
@@ -151,9 +157,8 @@ def claims_table(measurements: Mapping[str, float]) -> pd.DataFrame:
     for claim in CLAIMS:
         if not all(key in measurements and not _missing(measurements[key]) for key in claim.needs):
             continue
-        value = measurements[claim.measure]
-        shown = f"{value:d}/4 steps up" if claim.measure == "scale_steps" else f"{100 * value:+.1f}" if claim.measure.startswith(("gap", "validation")) else f"{100 * value:.1f}"
-        rows.append({"claim": claim.name, "paper": claim.paper, "this run": shown, "holds": bool(claim.holds(measurements))})
+        rows.append({"claim": claim.name, "paper": claim.paper, "this run": claim.show(measurements[claim.measure]),
+                     "holds": bool(claim.holds(measurements))})
     return pd.DataFrame(rows, columns=["claim", "paper", "this run", "holds"])
 
 

@@ -12,17 +12,14 @@ from hypothesis import strategies as st
 from breadcrumbs_lib import fidelity
 from breadcrumbs_lib.task_vectors import TaskVector
 
-outcomes = st.lists(st.booleans(), min_size=5, max_size=40)
+# per test image: (first model right, second model right)
+paired_outcomes = st.lists(st.tuples(st.booleans(), st.booleans()), min_size=5, max_size=40)
 
 
-def _task_results(draw_a, draw_b):
-    return {"t": torch.tensor(draw_a)}, {"t": torch.tensor(draw_b[: len(draw_a)] + [True] * (len(draw_a) - len(draw_b)))}
-
-
-@given(outcomes, outcomes)
-def test_bootstrap_interval_brackets_the_observed_gap_and_flips_with_the_order(a, b):
-    first, second = _task_results(a, b)
-    finetuned = {"t": torch.ones(len(a), dtype=torch.bool)}
+@given(paired_outcomes)
+def test_bootstrap_interval_brackets_the_observed_gap_and_flips_with_the_order(pairs):
+    first, second = ({"t": torch.tensor(column)} for column in zip(*pairs))
+    finetuned = {"t": torch.ones(len(pairs), dtype=torch.bool)}
     forward = fidelity.paired_bootstrap(first, second, finetuned, resamples=300, seed=1)
     backward = fidelity.paired_bootstrap(second, first, finetuned, resamples=300, seed=1)
     observed = (first["t"].float().mean() - second["t"].float().mean()).item()
