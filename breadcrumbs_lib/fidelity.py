@@ -109,7 +109,7 @@ class Claim:
     def show(self, value: float) -> str:
         """``value`` of :attr:`measure` as the claims table shows it."""
         if self.unit == "steps":
-            return f"{int(value)}/4 steps up"
+            return f"{value:.3g}/4 steps up"
         return f"{100 * value:+.1f}" if self.unit == "points" else f"{100 * value:.1f}"
 
 
@@ -160,6 +160,24 @@ def claims_table(measurements: Mapping[str, float]) -> pd.DataFrame:
         rows.append({"claim": claim.name, "paper": claim.paper, "this run": claim.show(measurements[claim.measure]),
                      "holds": bool(claim.holds(measurements))})
     return pd.DataFrame(rows, columns=["claim", "paper", "this run", "holds"])
+
+
+def claims_over_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """The claims table over several seeds (one row of measurements per seed in ``per_seed``):
+    ``claim, paper, mean, spread (sd), per seed, holds (every seed), holds (mean)``; a claim is
+    left out when a seed lacks one of its measurements."""
+    rows = []
+    for claim in CLAIMS:
+        if not set(claim.needs) <= set(per_seed.columns) or per_seed[list(claim.needs)].isna().any().any():
+            continue
+        values = per_seed[claim.measure]
+        spread = claim.show(values.std(ddof=1)).lstrip("+") if len(values) > 1 and claim.unit != "steps" else "-"
+        rows.append({"claim": claim.name, "paper": claim.paper, "mean": claim.show(values.mean()),
+                     "spread (sd)": spread, "per seed": " / ".join(claim.show(v) for v in values),
+                     "holds (every seed)": all(bool(claim.holds(row)) for _, row in per_seed.iterrows()),
+                     "holds (mean)": bool(claim.holds(per_seed.mean()))})
+    return pd.DataFrame(rows, columns=["claim", "paper", "mean", "spread (sd)", "per seed", "holds (every seed)",
+                                       "holds (mean)"])
 
 
 def _missing(value: object) -> bool:

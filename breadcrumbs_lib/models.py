@@ -79,8 +79,11 @@ class ImageClassifier(nn.Module):
         self.head = head.detach().to(self.head.device)
 
     def forward(self, images: Tensor) -> Tensor:
-        features = F.normalize(self.encoder(images), dim=-1)
-        return features @ self.head.T
+        """Logits in float32, also under bf16 autocast: only the encoder runs in low precision
+        (a bf16 logit near CLIP's scale of 20 would be rounded to steps of 1/8)."""
+        features = F.normalize(self.encoder(images).float(), dim=-1)
+        with torch.autocast(features.device.type, enabled=False):
+            return features @ self.head.T.float()
 
 
 @torch.no_grad()

@@ -91,15 +91,15 @@ def prepare(
         raise ValueError(f"unknown task(s) {unknown} for preset {preset.name!r}; expected some of {list(preset.tasks)}")
     model_name = preset.model_name(size)
     device = torch.device(device) if device is not None else pick_device()
-    folder = Path(cache_dir) / preset.name / size / artifact_key(preset, model_name, seed)
+    foundation_folder = Path(cache_dir) / preset.name / size / foundation_key(preset, model_name, seed)
     if preset.name == "paper":
         bench = _paper_workbench(preset, size, tasks, seed, device, data_root, (weights or {}).get(size), download)
         _load_finetuned(bench, finetuned_dir)
         # models fine-tuned here belong to these base weights: other weights (another file) get another folder
-        folder = folder.with_name(f"{folder.name}-{state_dict_digest(bench.base)[:12]}")
+        foundation_folder = foundation_folder.with_name(f"{foundation_folder.name}-{state_dict_digest(bench.base)[:12]}")
     else:
-        bench = _mini_workbench(preset, size, tasks, seed, device, folder, recompute, Path(cache_dir) / preset.name)
-    _finetune_missing(bench, folder, recompute, seed)
+        bench = _mini_workbench(preset, size, tasks, seed, device, foundation_folder, recompute, Path(cache_dir) / preset.name)
+    _finetune_missing(bench, foundation_folder / f"finetuned-{finetuning_key(preset)}", recompute, seed)
     return bench
 
 
@@ -107,10 +107,8 @@ def _mini_workbench(preset: Preset, size: str, tasks: list[str], seed: int, devi
                     recompute: bool, data_dir: Path) -> Workbench:
     model_name = preset.model_name(size)
     seconds: dict[str, float] = {}
+    clip = _foundation(preset, model_name, seed, folder, recompute, device, seconds)
     curves = _read_curves(folder)
-    clip, pretraining_curve = _foundation(preset, model_name, seed, folder, recompute, device, seconds)
-    if pretraining_curve is not None:
-        curves["pretraining"] = pretraining_curve
     tokenizer = tokenizer_for(model_name)
     heads = {task: zero_shot_head(clip, tokenizer, MINI_TASKS[task].classnames, MINI_TASKS[task].templates, device)
              for task in tasks}
@@ -154,7 +152,8 @@ def _load_finetuned(bench: Workbench, finetuned_dir: str | Path | None) -> None:
 
 
 def _finetune_missing(bench: Workbench, folder: Path, recompute: bool, seed: int) -> None:
-    """Fine-tune (and cache) every task that has no fine-tuned encoder yet."""
+    """Fine-tune (and cache in ``folder``) every task that has no fine-tuned encoder yet."""
+    bench.curves.update({task: curve for task, curve in _read_curves(folder).items() if task in bench.tasks})
     missing = []
     for task in bench.tasks:
         path = _finetuned_path(folder, task)
@@ -179,17 +178,18 @@ def _finetune_missing(bench: Workbench, folder: Path, recompute: bool, seed: int
 
 
 def _finetuned_path(folder: Path, task: str) -> Path:
-    return folder / "finetuned" / f"{task}.safetensors"
+    return folder / f"{task}.safetensors"
 
 
 def _foundation(preset: Preset, model_name: str, seed: int, folder: Path, recompute: bool,
-                device: torch.device, seconds: dict[str, float]) -> tuple[nn.Module, list[float] | None]:
-    """The pretrained CLIP model: loaded from ``folder`` or pretrained now (and saved)."""
+                device: torch.device, seconds: dict[str, float]) -> nn.Module:
+    """The pretrained CLIP model: loaded from ``folder`` or pretrained now (and saved, with its
+    loss curve)."""
     clip = create_clip(model_name, seed=seed, device=device)
     path = folder / "foundation.safetensors"
     if path.exists() and not recompute:
         clip.load_state_dict(load_state_dict(path))
-        return clip.eval(), None
+        return clip.eval()
     start = time.perf_counter()
     images, captions = pretraining_corpus(preset.pretraining.corpus_per_class, seed, preset.pretraining.named_share)
     images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
@@ -198,21 +198,40 @@ def _foundation(preset: Preset, model_name: str, seed: int, folder: Path, recomp
     seconds["pretraining"] = time.perf_counter() - start
     save_state_dict(clip.state_dict(), path, metadata={"model": model_name})
     _write_curves(folder, {"pretraining": curve})
-    return clip.eval(), curve
+    return clip.eval()
+
+
+def foundation_key(preset: Preset, model_name: str, seed: int) -> str:
+    """A hash of what determines the foundation: model config, pretraining, seed and, for the
+    generated worlds, the data version."""
+    return _hash(_foundation_fields(preset, model_name, seed))
+
+
+def finetuning_key(preset: Preset) -> str:
+    """A hash of what determines the fine-tuned models on top of a foundation: the recipe and
+    the split sizes (the training split's size among them)."""
+    return _hash({"finetune": dataclasses.asdict(preset.finetune), "splits": preset.split_sizes})
 
 
 def artifact_key(preset: Preset, model_name: str, seed: int) -> str:
-    """A hash of everything that determines the cached artifacts (model config, recipe, split
-    sizes, seed, data version)."""
+    """A hash of everything that determines the cached artifacts (foundation and fine-tuned
+    models): what identifies a run's checkpoints in the results store."""
+    return _hash({**_foundation_fields(preset, model_name, seed), "finetune": dataclasses.asdict(preset.finetune),
+                  "splits": preset.split_sizes})
+
+
+def _foundation_fields(preset: Preset, model_name: str, seed: int) -> dict[str, object]:
     config_file = MODEL_CONFIG_DIR / f"{model_name}.json"
-    fields = {
+    generated = preset.pretraining is not None  # mini-like worlds: data made by mini_tasks, versioned
+    return {
         "model": json.loads(config_file.read_text()) if config_file.exists() else model_name,
-        "finetune": dataclasses.asdict(preset.finetune),
-        "pretraining": dataclasses.asdict(preset.pretraining) if preset.pretraining else None,
-        "splits": preset.split_sizes,
+        "pretraining": dataclasses.asdict(preset.pretraining) if generated else None,
         "seed": seed,
-        "data_version": MINI_DATA_VERSION if preset.name == "mini" else None,
+        "data_version": MINI_DATA_VERSION if generated else None,
     }
+
+
+def _hash(fields: dict[str, object]) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 

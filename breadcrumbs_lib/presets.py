@@ -48,9 +48,10 @@ MINI = Preset(
     tasks=tuple(MINI_TASKS),
     model_names={size: f"mini-ViT-{size}" for size in SIZES},
     # the paper's recipe (AdamW, wd 0.1, cosine, 10% warm-up, batch 128), scaled to a tiny model:
-    # 2000 -> 800 steps, lr 1e-5 -> 1e-3
+    # 2000 -> 800 steps, lr 1e-5 -> 1e-3 (docs/fidelity-levers.md: what other recipes gave)
     finetune=OptimConfig(steps=800, batch_size=128, lr=1e-3, weight_decay=0.1, warmup_steps=80),
-    split_sizes={"train": 300, "val": 20, "test": 25},
+    # val and test sized for the paired bootstrap of issue 14 (400 and 500 images per task)
+    split_sizes={"train": 300, "val": 40, "test": 50},
     pretraining=MiniPretraining(),
 )
 

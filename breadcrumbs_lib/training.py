@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .data import Images, normalize, shuffled_batches, training_batches
+from .devices import bf16_autocast
 from .models import ImageClassifier
 
 
@@ -92,8 +93,9 @@ def pretrain_clip(
 
     def contrastive_loss() -> Tensor:
         index = next(batches)
-        image_features, text_features, scale = clip_model(normalize(images[index], device), tokens[index].to(device))[:3]
-        logits = scale * image_features @ text_features.T
+        with bf16_autocast(device):
+            image_features, text_features, scale = clip_model(normalize(images[index], device), tokens[index].to(device))[:3]
+        logits = scale.float() * image_features.float() @ text_features.float().T
         target = torch.arange(len(index), device=device)
         return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
@@ -117,18 +119,17 @@ def finetune(
 ) -> list[float]:
     """Fine-tune ``classifier.encoder`` through its frozen head; returns the loss of every step.
 
-    On CUDA the forward pass runs in bfloat16 autocast (mixed precision); weights and optimiser
-    state stay float32.
+    On CUDA, and on CPUs with native bf16 arithmetic, the forward pass runs in bfloat16 autocast
+    (mixed precision: :func:`.devices.bf16_autocast`); weights and optimiser state stay float32.
     """
     torch.manual_seed(seed)
     device = device if device is not None else next(classifier.parameters()).device
     classifier.to(device).train()
     batches = training_batches(train, config.batch_size, seed, device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda")  # no-op off CUDA
 
     def classification_loss() -> Tensor:
         images, labels = next(batches)
-        with autocast:
+        with bf16_autocast(device):
             return F.cross_entropy(classifier(images).float(), labels)
 
     losses = _optimise(classifier.encoder.parameters(), config, classification_loss, description)

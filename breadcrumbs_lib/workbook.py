@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
+from . import fidelity_study
 from .devices import seed_everything
 from .paths import DEFAULT_CACHE_DIR, OUTPUTS_DIR, output_dir
 from .pipeline import Workbench
@@ -92,6 +93,11 @@ class Notebook:
         (see :func:`.sweeps.run_selection_sweep`)."""
         return run_selection_sweep(sweeps, self.context(size), store=self.store, executor=self._pool(),
                                    workers=self.workers)
+
+    def measure_claims(self, *, size: str | None = None) -> dict[str, float]:
+        """The measurements of the claims table for this run (see :func:`.fidelity_study.measure`;
+        its sweeps go through the results store like every other)."""
+        return fidelity_study.measure(self.context(size), store=self.store, executor=self._pool(), workers=self.workers)
 
     def save_figure(self, fig: Figure, name: str) -> Path:
         """Save ``fig`` as ``figures/<notebook>-<name>.png`` under the preset's outputs."""

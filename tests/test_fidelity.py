@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 from hypothesis import given
@@ -71,3 +72,15 @@ def test_claims_table_checks_each_claim_and_skips_unmeasured_ones():
     assert table.loc["8 tasks: Breadcrumbs (tuned on val) - task arithmetic >= 3 points", "this run"] == "+2.0"
     low_zero_shot = fidelity.claims_table({**measured, "zero_shot": 0.15}).set_index("claim")["holds"]
     assert not low_zero_shot["zero-shot mean in [2 x chance, 70%]"]
+
+
+def test_claims_over_seeds_separate_every_seed_from_the_mean():
+    per_seed = pd.DataFrame({"retention": [0.97, 0.94, 0.99], "gap_tuned": [0.05, 0.04, 0.06],
+                             "task_arithmetic": [0.8, math.nan, 0.8]}, index=[0, 1, 2])
+    table = fidelity.claims_over_seeds(per_seed).set_index("claim")
+    assert len(table) == 2  # task arithmetic is missing on seed 1
+    retention = table.loc["one 85% breadcrumb alone keeps >= 95% of its task"]
+    assert not retention["holds (every seed)"] and retention["holds (mean)"]  # seed 1 fails, the mean holds
+    assert retention["mean"] == "96.7" and retention["per seed"] == "97.0 / 94.0 / 99.0" and retention["spread (sd)"] == "2.5"
+    gap = table.loc["8 tasks: Breadcrumbs (tuned on val) - task arithmetic >= 3 points"]
+    assert gap["holds (every seed)"] and gap["mean"] == "+5.0" and gap["spread (sd)"] == "1.0"

@@ -67,7 +67,7 @@ def test_an_interrupted_run_leaves_only_whole_checkpoints(tmp_path, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         prepare(TINY, "B-32", tasks=TASKS, cache_dir=tmp_path, device="cpu")
     written = sorted(path.name for path in tmp_path.rglob("*") if path.is_file() and "datasets" not in path.parts)
-    assert written == ["curves.json", "foundation.safetensors", "signs.safetensors"]
+    assert written == ["curves.json", "curves.json", "foundation.safetensors", "signs.safetensors"]
     monkeypatch.setattr(pipeline, "finetune", real_finetune)
     resumed = prepare(TINY, "B-32", tasks=TASKS, cache_dir=tmp_path, device="cpu")
     assert set(resumed.seconds) == {"fine-tuning letters"}
