@@ -63,8 +63,7 @@ class Evaluator:
         (a bool tensor on the CPU; paired bootstraps resample it).
 
         The encoder runs under :func:`.devices.bf16_autocast` where the device has native bf16
-        arithmetic (2.6x faster on this project's CPU; features within 0.7% of float32's), the
-        logits in float32."""
+        arithmetic, the logits in float32."""
         self.classifier.set_head(self.heads[task])
         with bf16_autocast(self.device):
             hits = [(self.classifier(images.to(self.device)).argmax(dim=1) == labels.to(self.device)).cpu()

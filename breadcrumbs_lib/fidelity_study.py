@@ -66,15 +66,30 @@ def measure(context: SweepContext, *, store: ResultsStore, grids: StudyGrids = S
     bench = workbench_for(context)
     tasks = list(bench.tasks)
     options = {"store": store, **options}
-    measurements = _merged_all(context, bench, tasks, grids, options)
-    measurements.update(_retention(bench, tasks))
-    measurements.update(_bootstrap(bench, tasks, measurements.pop("settings"), context.seed if seed is None else seed))
+    measurements, settings = _merged_all(context, bench, tasks, grids, options)
+    test = evaluator_on_test(bench)
+    kept = retention_on_test(bench, test, **PAPER_SETTING)
+    measurements.update(retention=float(kept["retention"].mean()), relative_norm=float(kept["relative_norm"].mean()))
+    measurements.update(_bootstrap(bench, test, settings, context.seed if seed is None else seed))
     measurements.update(_by_number_of_tasks(context, tasks, grids, options, measurements["gap_85"]))
     return measurements
 
 
+def evaluator_on_test(bench: Workbench) -> Evaluator:
+    """An :class:`.Evaluator` of ``bench``'s classifier on the test split of each of its tasks."""
+    return Evaluator(bench.classifier(), bench.heads, {t: bench.splits[t]["test"] for t in bench.tasks})
+
+
+def retention_on_test(bench: Workbench, evaluator: Evaluator | None = None, *, beta: float, gamma: float) -> pd.DataFrame:
+    """:func:`.fidelity.retention` of every task of ``bench`` on its test split (``evaluator``:
+    one from :func:`evaluator_on_test`, built here if not given)."""
+    vectors = {t: TaskVector.from_state_dicts(bench.base, bench.finetuned[t]) for t in bench.tasks}
+    return fidelity.retention(evaluator or evaluator_on_test(bench), bench.base, vectors, beta=beta, gamma=gamma)
+
+
 def _merged_all(context: SweepContext, bench: Workbench, tasks: list[str], grids: StudyGrids,
-                options: dict[str, Any]) -> dict[str, Any]:
+                options: dict[str, Any]) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+    """The all-task measurements, and the settings chosen for Breadcrumbs and task arithmetic."""
     everything = [tuple(tasks)]
     frame = run_selection_sweep([
         Sweep("task_arithmetic", grid(alpha=list(grids.alphas)), everything),
@@ -98,23 +113,14 @@ def _merged_all(context: SweepContext, bench: Workbench, tasks: list[str], grids
         "chance": float(np.mean([1 / bench.heads[t].shape[0] for t in tasks])),
         "task_arithmetic": ta, "breadcrumbs": bc, "breadcrumbs_85": bc_85, "ties": ties,
         "gap_tuned": bc - ta, "gap_85": bc_85 - ta, "gap_ties": ties - ta,
-        "settings": {"breadcrumbs": bc_settings, "task_arithmetic": ta_settings},
-    }
+    }, {"breadcrumbs": bc_settings, "task_arithmetic": ta_settings}
 
 
-def _test_evaluator(bench: Workbench, tasks: list[str]) -> Evaluator:
-    return Evaluator(bench.classifier(), bench.heads, {t: bench.splits[t]["test"] for t in tasks})
-
-
-def _retention(bench: Workbench, tasks: list[str]) -> dict[str, float]:
-    vectors = {t: TaskVector.from_state_dicts(bench.base, bench.finetuned[t]) for t in tasks}
-    kept = fidelity.retention(_test_evaluator(bench, tasks), bench.base, vectors, **PAPER_SETTING)
-    return {"retention": float(kept["retention"].mean()), "relative_norm": float(kept["relative_norm"].mean())}
-
-
-def _bootstrap(bench: Workbench, tasks: list[str], settings: dict[str, dict[str, Any]], seed: int) -> dict[str, float]:
-    """The paired bootstrap interval of tuned Breadcrumbs minus tuned task arithmetic."""
-    evaluator = _test_evaluator(bench, tasks)
+def _bootstrap(bench: Workbench, evaluator: Evaluator, settings: dict[str, dict[str, Any]],
+               seed: int) -> dict[str, float]:
+    """The paired bootstrap interval of tuned Breadcrumbs minus tuned task arithmetic, on
+    ``evaluator``'s test splits."""
+    tasks = list(bench.tasks)
     finetuned = [bench.finetuned[t] for t in tasks]
     correct: dict[str, dict[str, Any]] = {}
     for method in ("breadcrumbs", "task_arithmetic"):

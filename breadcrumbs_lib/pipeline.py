@@ -210,14 +210,17 @@ def foundation_key(preset: Preset, model_name: str, seed: int) -> str:
 def finetuning_key(preset: Preset) -> str:
     """A hash of what determines the fine-tuned models on top of a foundation: the recipe and
     the split sizes (the training split's size among them)."""
-    return _hash({"finetune": dataclasses.asdict(preset.finetune), "splits": preset.split_sizes})
+    return _hash(_finetuning_fields(preset))
 
 
 def artifact_key(preset: Preset, model_name: str, seed: int) -> str:
     """A hash of everything that determines the cached artifacts (foundation and fine-tuned
     models): what identifies a run's checkpoints in the results store."""
-    return _hash({**_foundation_fields(preset, model_name, seed), "finetune": dataclasses.asdict(preset.finetune),
-                  "splits": preset.split_sizes})
+    return _hash({**_foundation_fields(preset, model_name, seed), **_finetuning_fields(preset)})
+
+
+def _finetuning_fields(preset: Preset) -> dict[str, object]:
+    return {"finetune": dataclasses.asdict(preset.finetune), "splits": preset.split_sizes}
 
 
 def _foundation_fields(preset: Preset, model_name: str, seed: int) -> dict[str, object]:
