@@ -18,7 +18,10 @@ from breadcrumbs_lib import merge
 from breadcrumbs_lib.evaluation import Evaluator
 from breadcrumbs_lib.results_store import ResultsStore
 from breadcrumbs_lib.sweep_units import workbench_for
-from breadcrumbs_lib.sweeps import InlineExecutor, Sweep, dask_executor, grid, run_identity, run_sweep
+from breadcrumbs_lib.sweeps import (InlineExecutor, Sweep, dask_executor, grid, run_identity, run_selection_sweep,
+                                   run_sweep)
+from breadcrumbs_lib.task_subsets import all_subsets
+from breadcrumbs_lib.tuning import best_per_subset
 
 TESTS = Path(__file__).resolve().parent
 N_SUBSETS = 2 ** len(TINY_TASKS) - 1
@@ -95,6 +98,23 @@ def test_a_sweep_returns_only_what_it_asked_for_whatever_the_store_holds(cache, 
     assert len(merged) == 2 * len(TINY_TASKS)  # scored on every task, one split
     again = run_sweep(tiny_sweeps(), tiny_context(cache), store=store, executor=InlineExecutor(), progress=False)
     pd.testing.assert_frame_equal(again, reference)
+
+
+def test_a_selection_sweep_chooses_as_the_full_protocol_and_scores_val_on_the_observed_tasks_only(
+        cache, reference, tmp_path):
+    frame = run_selection_sweep(tiny_sweeps(), tiny_context(cache), store=ResultsStore(tmp_path / "results.sqlite"),
+                                executor=InlineExecutor(), progress=False)
+    merged = frame[frame["method"].isin(["breadcrumbs", "task_arithmetic"])]
+    selecting, reporting = merged[merged["split"] == "val"], merged[merged["split"] == "test"]
+    assert selecting["observed"].all() and len(selecting) == (4 + 2) * sum(
+        len(s) for s in all_subsets(list(TINY_TASKS)))  # a k-task subset: k scored tasks per setting
+    assert reporting.groupby(["method", "subset"])["hyperparameters"].nunique().eq(1).all()
+    assert len(reporting) == 2 * N_SUBSETS * len(TINY_TASKS)  # the chosen setting, scored on every task
+    full = reference[reference["method"].isin(["breadcrumbs", "task_arithmetic"])]
+    for report_scope in ("observed", "all"):  # Fig. 2b and Fig. 2a
+        expected = best_per_subset(full, report_scope=report_scope)
+        chosen = best_per_subset(merged, report_scope=report_scope)
+        pd.testing.assert_frame_equal(chosen[expected.columns], expected)
 
 
 def test_local_processes_give_the_same_table(cache, reference, tmp_path):
