@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml
 ARGS ?=
 
 run: $(STAMP)
-	$(PY) -m breadcrumbs_lib.notebook_runner --preset mini $(ARGS)
+	$(PY) -m breadcrumbs_lib.workbook.runner --preset mini $(ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_merge.py

@@ -2,7 +2,7 @@
 
 For each seed it builds (or loads from the cache) that seed's world (foundation, eight
 fine-tuned models) and takes every measurement of the claims table
-(:func:`breadcrumbs_lib.fidelity_study.measure`: settings chosen on the validation splits,
+(:func:`breadcrumbs_lib.study.fidelity_study.measure`: settings chosen on the validation splits,
 scores on the test splits); with ``--scale`` also the 8-task scores at B-32, B-16 and L-14
 (Fig. 4; builds two more worlds per seed, long).
 
@@ -20,12 +20,12 @@ import time
 
 import pandas as pd
 
-from breadcrumbs_lib import fidelity, fidelity_study
+from breadcrumbs_lib.study import fidelity, fidelity_study
 from breadcrumbs_lib.paths import DEFAULT_CACHE_DIR
-from breadcrumbs_lib.presets import SIZES, get_preset
-from breadcrumbs_lib.results_store import ResultsStore, default_store_path
-from breadcrumbs_lib.sweep_units import SweepContext
-from breadcrumbs_lib.workbook import markdown_table
+from breadcrumbs_lib.worlds.presets import SIZES, get_preset
+from breadcrumbs_lib.study.results_store import ResultsStore, default_store_path
+from breadcrumbs_lib.study.sweep_units import SweepContext
+from breadcrumbs_lib.workbook.notebook import markdown_table
 
 
 def main() -> None:

@@ -21,8 +21,8 @@ import open_clip
 import torch
 
 from breadcrumbs_lib import TaskVector, merge
-from breadcrumbs_lib.masks import find_breadcrumbs_band
-from breadcrumbs_lib.selection import band_masked
+from breadcrumbs_lib.core.masks import find_breadcrumbs_band
+from breadcrumbs_lib.core._accel.selection import band_masked
 
 
 def vit_b32_image_tower() -> dict[str, torch.Tensor]:

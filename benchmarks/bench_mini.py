@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from breadcrumbs_lib.evaluation import Evaluator
-from breadcrumbs_lib.presets import MINI
-from breadcrumbs_lib.results_store import ResultsStore
-from breadcrumbs_lib.sweep_units import FINETUNED, ZERO_SHOT, workbench_for
-from breadcrumbs_lib.sweeps import InlineExecutor, Sweep, SweepContext, grid, run_sweep
-from breadcrumbs_lib.tuning import best_per_subset
+from breadcrumbs_lib.modeling.evaluation import Evaluator
+from breadcrumbs_lib.worlds.presets import MINI
+from breadcrumbs_lib.study.results_store import ResultsStore
+from breadcrumbs_lib.study.sweep_units import FINETUNED, ZERO_SHOT, workbench_for
+from breadcrumbs_lib.study.sweeps import InlineExecutor, Sweep, SweepContext, grid, run_sweep
+from breadcrumbs_lib.study.tuning import best_per_subset
 
 ALPHAS = [round(0.05 * k, 2) for k in range(1, 21)]
 

@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from breadcrumbs_lib.models import create_clip
-from breadcrumbs_lib.presets import MINI, SIZES
+from breadcrumbs_lib.modeling.models import create_clip
+from breadcrumbs_lib.worlds.presets import MINI, SIZES
 
 
 def best_seconds(step, repeats: int) -> float:

@@ -16,10 +16,10 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from breadcrumbs_lib.presets import MINI
-from breadcrumbs_lib.results_store import ResultsStore
-from breadcrumbs_lib.sweep_units import workbench_for
-from breadcrumbs_lib.sweeps import InlineExecutor, Sweep, SweepContext, dask_executor, grid, run_sweep
+from breadcrumbs_lib.worlds.presets import MINI
+from breadcrumbs_lib.study.results_store import ResultsStore
+from breadcrumbs_lib.study.sweep_units import workbench_for
+from breadcrumbs_lib.study.sweeps import InlineExecutor, Sweep, SweepContext, dask_executor, grid, run_sweep
 
 SWEEPS = [
     Sweep("task_arithmetic", grid(alpha=0.3), splits=("test",)),

@@ -2,24 +2,30 @@
 
 Core API:
 
-* :func:`breadcrumbs_mask` — the Model Breadcrumbs keep-mask of one task-vector tensor.
+* :func:`reference_breadcrumbs_mask` — the paper's definition of the keep-mask of one
+  task-vector tensor (a full sort), and :func:`breadcrumbs_mask` — the same mask in O(n).
 * :class:`TaskVector` — ``tau = theta' - theta`` in float32, with arithmetic and masking.
 * :func:`merge` — merge fine-tuned models: ``task_arithmetic``, ``breadcrumbs``, ``average``,
   ``ties``, ``dare``.
 * :func:`load_state_dict` / :func:`save_state_dict` — checked, atomic checkpoint I/O.
 
-For studies: :mod:`.pipeline` (``prepare``: foundation, heads, data, fine-tuned models),
-:mod:`.sweeps` (task subsets x hyperparameter grids into :mod:`.results_store`), :mod:`.tuning`
-(hyperparameter selection), :mod:`.analysis` and :mod:`.plots` (what the notebooks show), and
-:mod:`.workbook` / :mod:`.notebook_runner` (the notebooks' runtime and the papermill runner).
+The package is layered; each layer imports only the ones above it in this list:
+
+* :mod:`.core`: the paper's math (state dicts, task vectors, masks, merge methods);
+* :mod:`.modeling`: CLIP models, the frozen-head classifier, data tensors, training, evaluation;
+* :mod:`.worlds`: presets and the worlds they build (``mini`` generated here, ``paper``), and
+  :func:`.worlds.prepare.prepare` (foundation, heads, data, fine-tuned models, cached);
+* :mod:`.study`: sweeps of task subsets x hyperparameter grids into the results store,
+  selection on validation, the fidelity diagnostics;
+* :mod:`.workbook`: the notebooks' runtime, what they show, and the papermill runner.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .masks import GRANULARITIES, breadcrumbs_mask
-from .merging import METHODS, merge
-from .state_dicts import load_state_dict, save_state_dict
-from .task_vectors import TaskVector
+from .core.masks import GRANULARITIES, breadcrumbs_mask, reference_breadcrumbs_mask
+from .core.merging import METHODS, merge
+from .core.state_dicts import load_state_dict, save_state_dict
+from .core.task_vectors import TaskVector
 
 try:
     __version__ = version("breadcrumbs-workbook")
@@ -33,6 +39,7 @@ __all__ = [
     "breadcrumbs_mask",
     "load_state_dict",
     "merge",
+    "reference_breadcrumbs_mask",
     "save_state_dict",
     "__version__",
 ]

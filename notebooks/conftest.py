@@ -4,6 +4,6 @@ nbval starts inherit it)."""
 
 import os
 
-from breadcrumbs_lib.workbook import SMOKE_ENV
+from breadcrumbs_lib.workbook.notebook import SMOKE_ENV
 
 os.environ[SMOKE_ENV] = "1"

@@ -1,27 +1,8 @@
-"""Test helpers: a brute-force reference for Breadcrumbs masks and small random models."""
+"""Test helpers: small random models."""
 
 from __future__ import annotations
 
-import math
-
 import torch
-
-
-def reference_band_mask(values: torch.Tensor, beta: float, gamma: float) -> torch.Tensor:
-    """The definition, by a full stable sort: rank entries of a 1-D tensor by |x| (ties by
-    index), keep ranks [floor(beta*n), n - floor(gamma*n))."""
-    magnitudes = values.detach().to(torch.float64).abs().reshape(-1)
-    n = magnitudes.numel()
-    order = torch.argsort(magnitudes, stable=True)
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(n)
-    n_low, n_high = math.floor(beta * n), math.floor(gamma * n)
-    return ((rank >= n_low) & (rank < n - n_high)).reshape(values.shape)
-
-
-def reference_row_mask(values: torch.Tensor, beta: float, gamma: float) -> torch.Tensor:
-    rows = values.reshape(-1, values.shape[-1])
-    return torch.stack([reference_band_mask(row, beta, gamma) for row in rows]).reshape(values.shape)
 
 
 def small_model(seed: int, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:

@@ -14,7 +14,7 @@ import signal
 
 from tiny_preset import tiny_context, tiny_sweeps
 
-from breadcrumbs_lib.sweeps import InlineExecutor, run_sweep
+from breadcrumbs_lib.study.sweeps import InlineExecutor, run_sweep
 
 
 def main() -> None:

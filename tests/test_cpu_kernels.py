@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from breadcrumbs_lib import cpu_kernels
+from breadcrumbs_lib.core._accel import cpu_kernels
 
 MAGNITUDE = np.uint32(0x7FFFFFFF)
 

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from breadcrumbs_lib import fidelity
-from breadcrumbs_lib.task_vectors import TaskVector
+from breadcrumbs_lib.study import fidelity
+from breadcrumbs_lib.core.task_vectors import TaskVector
 
 # per test image: (first model right, second model right)
 paired_outcomes = st.lists(st.tuples(st.booleans(), st.booleans()), min_size=5, max_size=40)

@@ -7,11 +7,11 @@ import sqlite3
 import pytest
 from tiny_preset import TINY_TASKS, tiny_context
 
-from breadcrumbs_lib import fidelity
-from breadcrumbs_lib.fidelity_study import StudyGrids, measure
-from breadcrumbs_lib.mini_tasks import MINI_TASKS
-from breadcrumbs_lib.results_store import ResultsStore
-from breadcrumbs_lib.sweeps import InlineExecutor
+from breadcrumbs_lib.study import fidelity
+from breadcrumbs_lib.study.fidelity_study import StudyGrids, measure
+from breadcrumbs_lib.worlds.mini.tasks import MINI_TASKS
+from breadcrumbs_lib.study.results_store import ResultsStore
+from breadcrumbs_lib.study.sweeps import InlineExecutor
 
 GRIDS = StudyGrids(alphas=(0.3, 0.6), coarse_alphas=(0.5, 1.0), betas=(0.5, 0.85), gammas=(0.0, 0.01),
                    ties_alphas=(0.5,), ties_densities=(0.2,))

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import reference_band_mask, reference_row_mask
 from hypothesis import given
 from hypothesis import strategies as st
 
-from breadcrumbs_lib import breadcrumbs_mask, selection
-from breadcrumbs_lib.masks import breadcrumbs_masked
+from breadcrumbs_lib import breadcrumbs_mask, reference_breadcrumbs_mask
+from breadcrumbs_lib.core._accel import selection
+from breadcrumbs_lib.core.masks import breadcrumbs_masked
 
 
 @st.composite
@@ -44,7 +44,37 @@ def test_tensor_mask_is_the_middle_band_by_rank(delta, fracs):
     beta, gamma = fracs
     mask = breadcrumbs_mask(delta, beta, gamma)
     assert mask.dtype == torch.bool and mask.shape == delta.shape
-    assert torch.equal(mask, reference_band_mask(delta, beta, gamma))
+    assert torch.equal(mask, reference_breadcrumbs_mask(delta, beta, gamma))
+
+
+@given(deltas(max_side=12), fractions(), st.sampled_from(["tensor", "row"]))
+def test_the_reference_mask_is_the_definition_by_pairwise_ranks(delta, fracs, granularity):
+    """An entry's rank is how many entries of its group precede it: smaller |x|, or equal |x|
+    and a lower index. The kept ones have ranks in [floor(beta n), n - floor(gamma n))."""
+    beta, gamma = fracs
+    groups = delta.abs().reshape(1, -1) if granularity == "tensor" else delta.abs().reshape(-1, delta.shape[-1])
+    n = groups.shape[1]
+    index = torch.arange(n)
+    before = (groups[:, None, :] < groups[:, :, None]) | ((groups[:, None, :] == groups[:, :, None])
+                                                          & (index[None, :] < index[:, None]))
+    rank = before.sum(dim=2)
+    expected = (rank >= math.floor(beta * n)) & (rank < n - math.floor(gamma * n))
+    assert torch.equal(reference_breadcrumbs_mask(delta, beta, gamma, granularity), expected.reshape(delta.shape))
+
+
+@given(deltas(), fractions(), st.sampled_from(["tensor", "row"]))
+def test_both_backends_give_the_same_mask(delta, fracs, granularity):
+    beta, gamma = fracs
+    assert torch.equal(breadcrumbs_mask(delta, beta, gamma, granularity, backend="reference"),
+                       breadcrumbs_mask(delta, beta, gamma, granularity, backend="fast"))
+
+
+def test_an_unknown_backend_and_non_finite_values_are_refused_by_both_backends():
+    with pytest.raises(ValueError, match="unknown backend 'gpu'"):
+        breadcrumbs_mask(torch.ones(3), 0.5, 0.0, backend="gpu")
+    for backend in ("reference", "fast"):
+        with pytest.raises(ValueError, match=r"delta of shape \(3,\) has 1 non-finite entries"):
+            breadcrumbs_mask(torch.tensor([1.0, float("nan"), 2.0]), 0.5, 0.0, backend=backend)
 
 
 @given(deltas(), fractions())
@@ -79,7 +109,7 @@ def test_more_masking_never_keeps_what_less_masking_dropped(delta, first, second
 def test_row_granularity_masks_each_last_dim_slice(delta, fracs):
     beta, gamma = fracs
     mask = breadcrumbs_mask(delta, beta, gamma, granularity="row")
-    assert torch.equal(mask, reference_row_mask(delta, beta, gamma))
+    assert torch.equal(mask, reference_breadcrumbs_mask(delta, beta, gamma, "row"))
     m = delta.shape[-1]
     expected_per_row = m - math.floor(beta * m) - math.floor(gamma * m)
     assert torch.all(mask.reshape(-1, m).sum(dim=1) == expected_per_row)
@@ -89,7 +119,7 @@ def test_row_granularity_masks_each_last_dim_slice(delta, fracs):
 def test_half_precision_is_ordered_exactly(delta, fracs, dtype):
     beta, gamma = fracs
     low = delta.to(dtype)
-    expected = reference_band_mask(low.float(), beta, gamma)
+    expected = reference_breadcrumbs_mask(low.float(), beta, gamma)
     assert torch.equal(breadcrumbs_mask(low, beta, gamma), expected)
     assert torch.equal(breadcrumbs_masked(low, beta, gamma), low.float() * expected)
 
@@ -113,7 +143,7 @@ def test_large_groups_use_the_sampled_path_exactly(kind, beta, gamma):
         delta = torch.randn(n, generator=generator)
     else:
         delta = torch.randint(-50, 50, (n,), generator=generator).float()
-    assert torch.equal(breadcrumbs_mask(delta, beta, gamma), reference_band_mask(delta, beta, gamma))
+    assert torch.equal(breadcrumbs_mask(delta, beta, gamma), reference_breadcrumbs_mask(delta, beta, gamma))
 
 
 @pytest.mark.parametrize("misses", ["first bracket", "both brackets"])
@@ -130,7 +160,7 @@ def test_a_missed_bracket_falls_back_to_exact_selection(monkeypatch, misses):
 
     monkeypatch.setattr(selection, "_windows", windows)
     delta = torch.randn(200_000, generator=torch.Generator().manual_seed(2))
-    assert torch.equal(breadcrumbs_mask(delta, 0.7, 0.05), reference_band_mask(delta, 0.7, 0.05))
+    assert torch.equal(breadcrumbs_mask(delta, 0.7, 0.05), reference_breadcrumbs_mask(delta, 0.7, 0.05))
     assert calls == [selection._BRACKET_SIGMAS] + [selection._WIDE_BRACKET_SIGMAS] * 2  # one retry per cut
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 import weakref
 
 import pytest
 import torch
-from helpers import finetune_of, reference_band_mask, small_model
+from helpers import finetune_of, small_model
 from hypothesis import given
 from hypothesis import strategies as st
 
-from breadcrumbs_lib import breadcrumbs_mask, merge, save_state_dict, state_dicts, task_vectors
+from breadcrumbs_lib import breadcrumbs_mask, merge, reference_breadcrumbs_mask, save_state_dict
+from breadcrumbs_lib.core import state_dicts, task_vectors
+from breadcrumbs_lib.core.methods import METHODS
+from breadcrumbs_lib.core.methods.spec import COMMON, REQUIRED
 
 FLOAT_KEYS = ["layer.weight", "layer.bias", "norm.weight", "logit_scale"]
 
@@ -58,7 +62,7 @@ def test_ablation_settings_mask_only_their_side(beta, gamma):
     merged = merge(base, finetuned, "breadcrumbs", alpha=1.0, beta=beta, gamma=gamma)
     key = "layer.weight"
     taus = deltas(base, finetuned, key)
-    expected = base[key] + sum(tau * reference_band_mask(tau, beta, gamma) for tau in taus)
+    expected = base[key] + sum(tau * reference_breadcrumbs_mask(tau, beta, gamma) for tau in taus)
     torch.testing.assert_close(merged[key], expected, atol=1e-6, rtol=0)
 
 
@@ -87,7 +91,7 @@ def reference_ties(base, finetuned, alpha, density):
     """TIES on flattened vectors, written directly from the paper (global trim by stable rank)."""
     keys = [k for k in FLOAT_KEYS if base[k].dim() > 0]
     taus = torch.stack([torch.cat([(m[k].float() - base[k].float()).reshape(-1) for k in keys]) for m in finetuned])
-    trimmed = torch.stack([tau * reference_band_mask(tau, 1.0 - density, 0.0) for tau in taus])
+    trimmed = torch.stack([tau * reference_breadcrumbs_mask(tau, 1.0 - density, 0.0) for tau in taus])
     sign = trimmed.sum(0).sign()
     agree = (trimmed.sign() == sign) & (trimmed != 0)
     merged = (trimmed * agree).sum(0) / agree.sum(0).clamp(min=1)
@@ -200,6 +204,7 @@ def test_task_vectors_are_built_one_at_a_time(monkeypatch, method, hyperparamete
         (lambda b, f: merge(b, [], "task_arithmetic", alpha=1.0), "empty list"),
         (lambda b, f: merge(b, f[0], "task_arithmetic", alpha=1.0), "list of state dicts"),
         (lambda b, f: merge(b, f, "task_arithmetic", alpha=1.0, include=["counter"]), "'counter' has dtype torch.int64"),
+        (lambda b, f: merge(b, f, "task_arithmetic", alpha=1.0, include="*.weight"), "list of glob patterns"),
     ],
 )
 def test_bad_calls_are_refused_with_a_clear_message(call, message):
@@ -227,3 +232,14 @@ def test_incompatible_models_are_named():
     wrong_dtype = {**finetuned[0], "layer.bias": finetuned[0]["layer.bias"].long()}
     with pytest.raises(ValueError, match="'layer.bias' has dtype torch.int64"):
         merge(base, [wrong_dtype], "task_arithmetic", alpha=1.0)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_each_spec_declares_exactly_its_functions_keywords_and_defaults(name):
+    spec = METHODS[name]
+    parameters = inspect.signature(spec.function).parameters.values()
+    keywords = {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert spec.name == name and set(spec.accepted) == set(keywords)
+    for hyperparameter in (*spec.hyperparameters, *COMMON):
+        expected = REQUIRED if keywords[hyperparameter.name] is inspect.Parameter.empty else keywords[hyperparameter.name]
+        assert hyperparameter.default is expected or hyperparameter.default == expected, hyperparameter.name

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from breadcrumbs_lib.data import ImageSplit, mini_split
-from breadcrumbs_lib.mini_tasks import IMAGE_SIZE, MINI_TASKS, generate, pretraining_corpus
-from breadcrumbs_lib.paper_tasks import PAPER_TASKS
+from breadcrumbs_lib.modeling.data import ImageSplit
+from breadcrumbs_lib.worlds.mini.data import mini_split
+from breadcrumbs_lib.worlds.mini.tasks import IMAGE_SIZE, MINI_TASKS, generate, pretraining_corpus
+from breadcrumbs_lib.worlds.paper.tasks import PAPER_TASKS
 
 
 def test_eight_tasks_each_mirroring_a_paper_dataset():

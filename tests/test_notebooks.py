@@ -11,11 +11,11 @@ import nbformat
 import pandas as pd
 import pytest
 
-from breadcrumbs_lib import notebook_runner
+from breadcrumbs_lib.workbook import runner
 from breadcrumbs_lib.paths import PROJECT_ROOT
-from breadcrumbs_lib.workbook import SMOKE_ENV, markdown_table
+from breadcrumbs_lib.workbook.notebook import SMOKE_ENV, markdown_table
 
-NOTEBOOKS = notebook_runner.notebooks()
+NOTEBOOKS = runner.notebooks()
 
 
 def test_the_sequence_is_numbered_and_complete():
@@ -52,19 +52,19 @@ def test_parameters_pass_through_papermill(tmp_path, monkeypatch):
 def test_runner_reads_parameters_like_papermill(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("seed: 3\nalphas: [0.1, 0.2]\n")
-    parsed = notebook_runner.parse_parameters([["beta", "0.5"], ["executor", "inline"], ["sizes", '["B-32", "L-14"]'],
+    parsed = runner.parse_parameters([["beta", "0.5"], ["executor", "inline"], ["sizes", '["B-32", "L-14"]'],
                                                ["workers", "None"]], [str(params)])
     assert parsed == {"seed": 3, "alphas": [0.1, 0.2], "beta": 0.5, "executor": "inline", "sizes": ["B-32", "L-14"],
                       "workers": None}
     with pytest.raises(SystemExit, match="no notebook matches"):
-        notebook_runner.run("smoke", {}, only=["42"], outputs_root=tmp_path)
+        runner.run("smoke", {}, only=["42"], outputs_root=tmp_path)
     with pytest.raises(SystemExit, match="missing.yaml: no such file"):
-        notebook_runner.parse_parameters([], [str(tmp_path / "missing.yaml")])
+        runner.parse_parameters([], [str(tmp_path / "missing.yaml")])
     (tmp_path / "broken.yaml").write_text("alphas: [0.1\n")
     with pytest.raises(SystemExit, match="broken.yaml: not valid YAML"):
-        notebook_runner.parse_parameters([], [str(tmp_path / "broken.yaml")])
+        runner.parse_parameters([], [str(tmp_path / "broken.yaml")])
     with pytest.raises(SystemExit, match="-p sizes: not valid YAML"):
-        notebook_runner.parse_parameters([["sizes", "[B-32"]], [])
+        runner.parse_parameters([["sizes", "[B-32"]], [])
 
 
 def _notebook(path, source):
@@ -81,7 +81,7 @@ def test_the_runner_stops_at_the_first_failing_notebook_and_keeps_it(tmp_path, c
     _notebook(folder / "01-fine.ipynb", "import os\nprint('x is', x, 'outputs at', os.environ['BREADCRUMBS_OUTPUTS'])")
     _notebook(folder / "02-broken.ipynb", "raise RuntimeError('broken on purpose')")
     _notebook(folder / "03-never.ipynb", "print('never')")
-    assert notebook_runner.run("smoke", {"x": 5}, outputs_root=tmp_path / "outputs", folder=folder) is False
+    assert runner.run("smoke", {"x": 5}, outputs_root=tmp_path / "outputs", folder=folder) is False
     executed = tmp_path / "outputs" / "smoke" / "notebooks"
     assert sorted(path.name for path in executed.iterdir()) == ["01-fine.ipynb", "02-broken.ipynb"]
     assert f"x is 5 outputs at {tmp_path / 'outputs'}" in (executed / "01-fine.ipynb").read_text()

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from breadcrumbs_lib import merge
-from breadcrumbs_lib.models import create_clip
-from breadcrumbs_lib.paper_data import PaperAssetsMissing, check_paper_assets, load_pretrained_clip
-from breadcrumbs_lib.paper_tasks import PAPER_TASKS, clean_classname
-from breadcrumbs_lib.pipeline import prepare
-from breadcrumbs_lib.presets import PAPER
+from breadcrumbs_lib.modeling.models import create_clip
+from breadcrumbs_lib.worlds.paper.data import PaperAssetsMissing, check_paper_assets, load_pretrained_clip
+from breadcrumbs_lib.worlds.paper.tasks import PAPER_TASKS, clean_classname
+from breadcrumbs_lib.worlds.prepare import prepare
+from breadcrumbs_lib.worlds.presets import PAPER
 
 EXPECTED = {"Cars": 196, "DTD": 47, "EuroSAT": 10, "GTSRB": 43, "MNIST": 10, "RESISC45": 45, "SUN397": 397, "SVHN": 10}
 
@@ -73,7 +73,8 @@ def test_resisc45_folder_loader_splits_a_small_copy(tmp_path, monkeypatch):
     import numpy as np
     from PIL import Image
 
-    from breadcrumbs_lib import paper_data, paper_tasks
+    from breadcrumbs_lib.worlds.paper import data as paper_data
+    from breadcrumbs_lib.worlds.paper import tasks as paper_tasks
 
     root = tmp_path / "resisc45" / "NWPU-RESISC45"
     for k in range(45):

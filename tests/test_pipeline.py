@@ -7,9 +7,9 @@ import torch
 from tiny_preset import TINY
 
 from breadcrumbs_lib import merge
-from breadcrumbs_lib.evaluation import Evaluator, normalized_accuracy
-from breadcrumbs_lib.pipeline import prepare
-from breadcrumbs_lib.training import OptimConfig, cosine_with_warmup
+from breadcrumbs_lib.modeling.evaluation import Evaluator, normalized_accuracy
+from breadcrumbs_lib.worlds.prepare import prepare
+from breadcrumbs_lib.modeling.training import OptimConfig, cosine_with_warmup
 
 TASKS = ["signs", "letters"]
 
@@ -52,7 +52,7 @@ def test_a_second_run_reuses_the_cache_and_recompute_rebuilds(tiny_bench):
 
 
 def test_an_interrupted_run_leaves_only_whole_checkpoints(tmp_path, monkeypatch):
-    from breadcrumbs_lib import pipeline
+    from breadcrumbs_lib.worlds import workbench
 
     calls = []
 
@@ -62,13 +62,13 @@ def test_an_interrupted_run_leaves_only_whole_checkpoints(tmp_path, monkeypatch)
             raise KeyboardInterrupt
         return real_finetune(*args, **kwargs)
 
-    real_finetune = pipeline.finetune
-    monkeypatch.setattr(pipeline, "finetune", finetune_then_crash)
+    real_finetune = workbench.finetune
+    monkeypatch.setattr(workbench, "finetune", finetune_then_crash)
     with pytest.raises(KeyboardInterrupt):
         prepare(TINY, "B-32", tasks=TASKS, cache_dir=tmp_path, device="cpu")
     written = sorted(path.name for path in tmp_path.rglob("*") if path.is_file() and "datasets" not in path.parts)
     assert written == ["curves.json", "curves.json", "foundation.safetensors", "signs.safetensors"]
-    monkeypatch.setattr(pipeline, "finetune", real_finetune)
+    monkeypatch.setattr(workbench, "finetune", real_finetune)
     resumed = prepare(TINY, "B-32", tasks=TASKS, cache_dir=tmp_path, device="cpu")
     assert set(resumed.seconds) == {"fine-tuning letters"}
 
@@ -91,7 +91,7 @@ def test_cosine_schedule_warms_up_then_decays():
 
 
 def test_device_preference_is_cuda_then_mps_then_cpu(monkeypatch):
-    from breadcrumbs_lib.devices import pick_device
+    from breadcrumbs_lib.modeling.devices import pick_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from breadcrumbs_lib.results_store import (
+from breadcrumbs_lib.study.results_store import (
     Record,
     ResultsStore,
     RunIdentity,

@@ -8,7 +8,8 @@ import pytest
 import torch
 from helpers import small_model
 
-from breadcrumbs_lib import load_state_dict, save_state_dict, state_dicts
+from breadcrumbs_lib import load_state_dict, save_state_dict
+from breadcrumbs_lib.core import state_dicts
 
 
 def test_safetensors_round_trip(tmp_path):

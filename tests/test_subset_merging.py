@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from breadcrumbs_lib import merge
-from breadcrumbs_lib.subset_merging import SubsetMerger
-from breadcrumbs_lib.task_subsets import (
+from breadcrumbs_lib.study.subset_merging import SubsetMerger
+from breadcrumbs_lib.study.task_subsets import (
     all_subsets,
     canonical,
     pairs,
@@ -116,7 +116,7 @@ def test_the_cache_is_bounded_in_bytes():
     vector_bytes = sum(v.numel() * 4 for v in base.values() if v.is_floating_point())
     merger = SubsetMerger(base, finetuned, cache_bytes=2 * vector_bytes)
     for task in TASKS:
-        merger.vector(task, ("task_vector",))
+        merger.merged((task,), "task_arithmetic", {"alpha": 1.0})
     assert merger.cached_bytes <= 2 * vector_bytes and merger.cached_vectors == 2
 
 

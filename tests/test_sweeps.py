@@ -15,13 +15,13 @@ import torch
 from tiny_preset import TINY_TASKS, tiny_context, tiny_sweeps
 
 from breadcrumbs_lib import merge
-from breadcrumbs_lib.evaluation import Evaluator
-from breadcrumbs_lib.results_store import ResultsStore
-from breadcrumbs_lib.sweep_units import workbench_for
-from breadcrumbs_lib.sweeps import (InlineExecutor, Sweep, dask_executor, grid, run_identity, run_selection_sweep,
+from breadcrumbs_lib.modeling.evaluation import Evaluator
+from breadcrumbs_lib.study.results_store import ResultsStore
+from breadcrumbs_lib.study.sweep_units import workbench_for
+from breadcrumbs_lib.study.sweeps import (InlineExecutor, Sweep, dask_executor, grid, run_identity, run_selection_sweep,
                                    run_sweep)
-from breadcrumbs_lib.task_subsets import all_subsets
-from breadcrumbs_lib.tuning import best_per_subset
+from breadcrumbs_lib.study.task_subsets import all_subsets
+from breadcrumbs_lib.study.tuning import best_per_subset
 
 TESTS = Path(__file__).resolve().parent
 N_SUBSETS = 2 ** len(TINY_TASKS) - 1
@@ -148,7 +148,7 @@ def test_killed_in_the_middle_then_resumed_equals_an_uninterrupted_run(cache, re
 
 POOL_SCRIPT = """
 import os, signal, sys
-from breadcrumbs_lib.sweeps import local_processes
+from breadcrumbs_lib.study.sweeps import local_processes
 if __name__ == "__main__":
     pool = local_processes(1)
     print(pool.submit(os.getpid).result(), flush=True)

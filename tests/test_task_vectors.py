@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
-from helpers import finetune_of, reference_band_mask, small_model
+from helpers import finetune_of, small_model
 from hypothesis import given
 from hypothesis import strategies as st
 
-from breadcrumbs_lib import TaskVector, breadcrumbs_mask
+from breadcrumbs_lib import TaskVector, breadcrumbs_mask, reference_breadcrumbs_mask
 
 
 def vector(seed: int) -> TaskVector:
@@ -112,7 +112,7 @@ def test_global_granularity_orders_all_entries_at_once(seed, beta, gamma):
     masks = tau.breadcrumbs_masks(beta, gamma, granularity="global")
     ordered = [key for key in tau if tau[key].dim() > 0]
     flat = torch.cat([tau[key].reshape(-1) for key in ordered])
-    expected = reference_band_mask(flat, beta, gamma)
+    expected = reference_breadcrumbs_mask(flat, beta, gamma)
     assert torch.equal(torch.cat([masks[key].reshape(-1) for key in ordered]), expected)
     assert bool(masks["logit_scale"])  # 0-d: never masked
     crumbs = tau.breadcrumbs(beta, gamma, granularity="global")

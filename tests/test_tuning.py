@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from breadcrumbs_lib.results_store import tidy_records
-from breadcrumbs_lib.tuning import best_per_size, best_per_subset, subset_scores, validation_free
+from breadcrumbs_lib.study.results_store import tidy_records
+from breadcrumbs_lib.study.tuning import best_per_size, best_per_subset, subset_scores, validation_free
 
 LOW, HIGH = '{"alpha": 0.2}', '{"alpha": 0.8}'
 TASKS = ("a", "b", "c")

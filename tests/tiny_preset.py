@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from breadcrumbs_lib.presets import MINI, MiniPretraining
-from breadcrumbs_lib.training import OptimConfig
+from breadcrumbs_lib.worlds.presets import MINI, MiniPretraining
+from breadcrumbs_lib.modeling.training import OptimConfig
 
 TINY = dataclasses.replace(
     MINI,
@@ -21,14 +21,14 @@ TINY_TASKS = ("signs", "letters", "digits")
 
 def tiny_context(cache_dir):
     """The sweep context of the tests: the tiny preset on three tasks, on the CPU."""
-    from breadcrumbs_lib.sweeps import SweepContext
+    from breadcrumbs_lib.study.sweeps import SweepContext
 
     return SweepContext(TINY, "B-32", cache_dir=str(cache_dir), tasks=TINY_TASKS, device="cpu")
 
 
 def tiny_sweeps():
     """Breadcrumbs on a 2 x 2 grid and task arithmetic on two alphas, over all 7 subsets."""
-    from breadcrumbs_lib.sweeps import Sweep, grid
+    from breadcrumbs_lib.study.sweeps import Sweep, grid
 
     return [Sweep("breadcrumbs", grid(alpha=[0.3, 0.6], beta=[0.5, 0.8], gamma=0.05)),
             Sweep("task_arithmetic", grid(alpha=[0.3, 0.6]))]

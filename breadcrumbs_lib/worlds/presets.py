@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .mini_tasks import MINI_TASKS
-from .paper_tasks import PAPER_TASKS
-from .training import OptimConfig
+from ..modeling.training import OptimConfig
+from .mini.tasks import MINI_TASKS
+from .paper.tasks import PAPER_TASKS
 
 SIZES = ("B-32", "B-16", "L-14")
 
@@ -36,6 +36,7 @@ class Preset:
     finetune: OptimConfig
     split_sizes: dict[str, int] = field(default_factory=dict)  # mini: images per class per split
     pretraining: MiniPretraining | None = None
+    world: str = "mini"  # which world builds it: "mini" (generated here) or "paper" (see worlds.prepare)
 
     def model_name(self, size: str) -> str:
         if size not in self.model_names:
@@ -61,6 +62,7 @@ PAPER = Preset(
     model_names={size: f"ViT-{size}" for size in SIZES},
     # section 4.1: AdamW, lr 1e-5, weight decay 0.1, batch 128, 2000 iterations, cosine, 200 warm-up steps
     finetune=OptimConfig(steps=2000, batch_size=128, lr=1e-5, weight_decay=0.1, warmup_steps=200),
+    world="paper",
 )
 
 # A small, fast variant of ``mini`` for smoke tests of the notebooks (nbval in CI): four quick tasks,

@@ -24,14 +24,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from . import fidelity_study
-from .devices import seed_everything
-from .paths import DEFAULT_CACHE_DIR, OUTPUTS_DIR, output_dir
-from .pipeline import Workbench
-from .presets import get_preset
-from .results_store import ResultsStore, default_store_path
-from .sweep_units import SweepContext, workbench_for
-from .sweeps import (
+from ..modeling.devices import seed_everything
+from ..paths import DEFAULT_CACHE_DIR, OUTPUTS_DIR, output_dir
+from ..study import fidelity_study
+from ..study.results_store import ResultsStore, default_store_path
+from ..study.sweep_units import SweepContext, workbench_for
+from ..study.sweeps import (
     InlineExecutor,
     Sweep,
     dask_executor,
@@ -40,6 +38,8 @@ from .sweeps import (
     run_selection_sweep,
     run_sweep,
 )
+from ..worlds.presets import get_preset
+from ..worlds.workbench import Workbench
 
 SMOKE_ENV = "BREADCRUMBS_WORKBOOK_SMOKE"
 OUTPUTS_ENV = "BREADCRUMBS_OUTPUTS"  # the runner's --outputs, seen by the kernels it starts
@@ -155,7 +155,7 @@ def start(name: str, *, preset: str = "mini", size: str = "B-32", seed: int = 0,
     """Seed everything, apply the smoke switch, and return the notebook's run.
 
     ``outputs_root`` defaults to ``$BREADCRUMBS_OUTPUTS`` or ``outputs/``. ``data_root`` and
-    ``finetuned_dir`` serve the ``paper`` preset (see :func:`.pipeline.prepare`).
+    ``finetuned_dir`` serve the ``paper`` preset (see :func:`.worlds.prepare.prepare`).
     """
     outputs_root = outputs_root or os.environ.get(OUTPUTS_ENV) or OUTPUTS_DIR
     if executor not in EXECUTORS:

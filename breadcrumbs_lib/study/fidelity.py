@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 from torch import Tensor
 
-from .evaluation import Evaluator
-from .task_vectors import TaskVector
+from ..core.task_vectors import TaskVector
+from ..modeling.evaluation import Evaluator
 
 
 def relative_norms(base: Mapping[str, Tensor], vectors: Mapping[str, TaskVector]) -> dict[str, float]:

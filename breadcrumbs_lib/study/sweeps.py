@@ -42,11 +42,11 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import __version__
-from .merging import check_hyperparameters
-from .pipeline import Workbench, artifact_key
+from .. import __version__
+from ..core.merging import check_hyperparameters
+from ..core.state_dicts import state_dict_digest
+from ..worlds.workbench import Workbench, artifact_key
 from .results_store import ResultsStore, RunIdentity, default_store_path, hyperparameters_key, records_for
-from .state_dicts import state_dict_digest
 from .sweep_units import (
     FINETUNED,
     ZERO_SHOT,

@@ -19,11 +19,12 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from .masks import find_breadcrumbs_band
-from .sweep_units import BASELINES, FINETUNED, ZERO_SHOT
-from .task_subsets import parse_subset_name, subset_name
-from .task_vectors import TaskVector
-from .tuning import best_per_subset
+from ..core.masks import find_breadcrumbs_band
+from ..core.methods.breadcrumbs import masking_variant
+from ..core.task_vectors import TaskVector
+from ..study.sweep_units import BASELINES, FINETUNED, ZERO_SHOT
+from ..study.task_subsets import parse_subset_name, subset_name
+from ..study.tuning import best_per_subset
 
 
 def magnitude_cuts(delta: Tensor, beta: float, gamma: float) -> tuple[float, float]:
@@ -92,13 +93,6 @@ def pair_outcomes(frame: pd.DataFrame, *, select_split: str = "val", report_spli
                      "hyperparameters": choice["hyperparameters"], "first": chosen[first], "second": chosen[second],
                      "beats_both": bool(chosen[first] > 1.0 and chosen[second] > 1.0)})
     return pd.DataFrame(rows)
-
-
-def masking_variant(settings: Mapping[str, object]) -> str:
-    """The ablation a Breadcrumbs setting belongs to (Fig. 6): ``"none"`` (beta = gamma = 0, task
-    arithmetic), ``"bottom only"`` (gamma = 0), ``"top only"`` (beta = 0) or ``"both"``."""
-    bottom, top = float(settings.get("beta", 0.0)) > 0, float(settings.get("gamma", 0.0)) > 0
-    return {(False, False): "none", (True, False): "bottom only", (False, True): "top only", (True, True): "both"}[(bottom, top)]
 
 
 def headline(frame: pd.DataFrame, tasks: list[str], *, select_split: str = "val", report_split: str = "test") -> pd.DataFrame:

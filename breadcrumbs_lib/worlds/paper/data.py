@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
-from .paper_tasks import PAPER_TASKS, clean_classname
+from .tasks import PAPER_TASKS, clean_classname
 
 
 class PaperAssetsMissing(FileNotFoundError):

@@ -29,15 +29,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..core.merging import merge
+from ..core.task_vectors import TaskVector
+from ..modeling.evaluation import Evaluator
+from ..worlds.workbench import Workbench
 from . import fidelity
-from .evaluation import Evaluator
-from .merging import merge
-from .pipeline import Workbench
 from .results_store import ResultsStore
 from .sweep_units import FINETUNED, ZERO_SHOT, SweepContext, workbench_for
 from .sweeps import Sweep, grid, run_selection_sweep, run_sweep
 from .task_subsets import pairs, prefixes
-from .task_vectors import TaskVector
 from .tuning import best_per_subset, validation_free
 
 PAPER_SETTING = {"beta": 0.85, "gamma": 0.01}

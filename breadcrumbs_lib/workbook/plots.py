@@ -13,11 +13,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
-from .presets import SIZES
+from ..core.methods import METHODS
+from ..worlds.presets import SIZES
 
 sns.set_theme(style="whitegrid", context="notebook")
-METHOD_COLORS = {"task_arithmetic": "tab:blue", "breadcrumbs": "tab:orange", "average": "tab:gray",
-                 "ties": "tab:green", "dare": "tab:purple"}
+#: Each merge method in the colour its spec gives.
+METHOD_COLORS = {name: spec.color for name, spec in METHODS.items()}
 
 
 def _palette(frame: pd.DataFrame, hue: str) -> tuple[list[str] | None, Mapping[str, object] | None]:

@@ -24,10 +24,11 @@ from typing import Any
 import numba
 import torch
 
-from .evaluation import Evaluator
-from .paths import DEFAULT_CACHE_DIR
-from .pipeline import Workbench, prepare
-from .presets import Preset
+from ..modeling.evaluation import Evaluator
+from ..paths import DEFAULT_CACHE_DIR
+from ..worlds.prepare import prepare
+from ..worlds.presets import Preset
+from ..worlds.workbench import Workbench
 from .subset_merging import DEFAULT_CACHE_BYTES, SubsetMerger
 from .task_subsets import Subset
 

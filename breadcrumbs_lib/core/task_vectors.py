@@ -18,7 +18,8 @@ from numbers import Real
 import torch
 from torch import Tensor
 
-from . import cpu_kernels
+from ._accel import cpu_kernels
+from ._accel.selection import RankBand, band_mask, band_masked
 from .masks import (
     GRANULARITIES,
     breadcrumbs_mask,
@@ -27,7 +28,6 @@ from .masks import (
     check_granularity,
     find_breadcrumbs_band,
 )
-from .selection import RankBand, band_mask, band_masked
 from .state_dicts import (
     StateDict,
     StateDictSource,

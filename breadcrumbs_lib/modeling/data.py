@@ -1,4 +1,4 @@
-"""Image tensors for training and evaluation: generated ``mini`` splits (cached), normalisation, batches.
+"""Image tensors for training and evaluation: labelled splits, normalisation, batches.
 
 A split is stored as uint8 images ``(N, 3, H, W)`` and int64 labels; images are normalised with
 CLIP's constants only when a batch is formed, so caches stay small and exact.
@@ -6,22 +6,13 @@ CLIP's constants only when a batch is formed, so caches stay small and exact.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from .mini_tasks import MINI_TASKS, generate
 from .models import CLIP_MEAN, CLIP_STD
-from .state_dicts import load_state_dict, save_state_dict
-
-#: Bump when a generator in :mod:`.mini_tasks` changes, so that caches are rebuilt.
-MINI_DATA_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -74,23 +65,3 @@ def training_batches(train: Images, batch_size: int, seed: int, device: torch.de
         while True:
             for images, labels in train:
                 yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-
-
-def mini_split(task: str, split: str, per_class: int, seed: int, cache_dir: Path | None = None) -> ImageSplit:
-    """A generated split of a ``mini`` task, read from ``cache_dir`` when it is already there."""
-    if task not in MINI_TASKS:
-        raise ValueError(f"unknown mini task {task!r}; expected one of {sorted(MINI_TASKS)}")
-    key = _cache_key(task=task, split=split, per_class=per_class, seed=seed, version=MINI_DATA_VERSION)
-    path = None if cache_dir is None else Path(cache_dir) / "datasets" / f"{task}-{split}-{key}.safetensors"
-    if path is not None and path.exists():
-        stored = load_state_dict(path)
-        return ImageSplit(stored["images"], stored["labels"])
-    images, labels = generate(MINI_TASKS[task], split, per_class, seed)
-    result = ImageSplit(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))), torch.from_numpy(labels))
-    if path is not None:
-        save_state_dict({"images": result.images, "labels": result.labels}, path)
-    return result
-
-
-def _cache_key(**fields: object) -> str:
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]

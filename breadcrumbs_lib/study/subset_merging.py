@@ -5,11 +5,12 @@ hyperparameter grid. For the additive methods,
 
     theta* = theta + alpha * sum_{t in S} f(tau_t)
 
-with ``f`` the identity (task arithmetic, averaging) or the Breadcrumbs mask ``m_t(beta, gamma)``,
-two things can be shared between merges:
+with ``f`` the identity (task arithmetic, averaging) or the Breadcrumbs mask ``m_t(beta, gamma)``
+(each method says so in its spec: :attr:`..core.methods.spec.MergeMethod.additive`), two things
+can be shared between merges:
 
-* ``f(tau_t)`` depends only on the task and on ``(beta, gamma, granularity)``, never on alpha or
-  on the other tasks: :class:`SubsetMerger` computes each once and keeps it in a cache bounded in
+* ``f(tau_t)`` depends only on the task and on the settings (its
+  :attr:`..core.methods.spec.Additive.key`), never on alpha or on the other tasks: :class:`SubsetMerger` computes each once and keeps it in a cache bounded in
   bytes (least recently used out first).
 * the sum over ``S``: the merger keeps a stack of partial sums ``f(tau_{t1})``,
   ``f(tau_{t1}) + f(tau_{t2})``, ... for the last subset; a new subset reuses the longest common
@@ -31,20 +32,14 @@ from typing import Any
 
 from torch import Tensor
 
-from .merging import check_hyperparameters, merge
-from .state_dicts import StateDict
+from ..core.merging import merge, method_spec
+from ..core.methods.spec import Additive
+from ..core.state_dicts import StateDict
+from ..core.task_vectors import TaskVector
 from .task_subsets import Subset
-from .task_vectors import TaskVector
 
-#: Methods merged incrementally, and the hyperparameters that the fast path understands.
-INCREMENTAL_METHODS = {
-    "task_arithmetic": {"alpha"},
-    "average": set(),
-    "breadcrumbs": {"alpha", "beta", "gamma", "granularity"},
-}
 DEFAULT_CACHE_BYTES = 4 << 30
-
-Transform = tuple  # ("task_vector",) or ("breadcrumbs", beta, gamma, granularity)
+_TASK_VECTOR = Additive(("task_vector",), None, None)  # f = identity: the plain task vector
 
 
 class SubsetMerger:
@@ -61,10 +56,10 @@ class SubsetMerger:
         self.finetuned = finetuned
         self.cache_bytes = cache_bytes
         self.computed = 0
-        self._cache: OrderedDict[tuple[str, Transform], TaskVector] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, tuple], TaskVector] = OrderedDict()
         self._cached_bytes = 0
         self._stack: list[tuple[str, TaskVector]] = []  # (task, sum of f(tau) up to that task)
-        self._stack_transform: Transform | None = None
+        self._stack_key: tuple | None = None  # the Additive.key of the sums on the stack
 
     @property
     def cached_bytes(self) -> int:
@@ -78,58 +73,49 @@ class SubsetMerger:
 
     def merged(self, subset: Subset, method: str, hyperparameters: Mapping[str, Any]) -> StateDict:
         """Exactly ``merge(base, [finetuned[t] for t in subset], method, **hyperparameters)``."""
-        check_hyperparameters(method, hyperparameters)
+        form = method_spec(method).additive_form(hyperparameters)
         unknown = [task for task in subset if task not in self.finetuned]
         if unknown or not subset:
             raise ValueError(f"cannot merge subset {subset}: no fine-tuned model for {unknown or 'an empty subset'}")
-        if method not in INCREMENTAL_METHODS or not set(hyperparameters) <= INCREMENTAL_METHODS[method]:
+        if form is None:
             return merge(self.base, [self.finetuned[task] for task in subset], method, **hyperparameters)
-        total = self._subset_sum(subset, _transform(method, hyperparameters))
-        alpha = 1.0 / len(subset) if method == "average" else hyperparameters["alpha"]
-        return total.apply_to(self.base, alpha)
+        total = self._subset_sum(subset, form)
+        return total.apply_to(self.base, 1.0 / len(subset) if form.alpha is None else form.alpha)
 
-    def vector(self, task: str, transform: Transform) -> TaskVector:
-        """``f(tau_task)`` for ``transform`` (cached)."""
-        key = (task, transform)
+    def vector(self, task: str, form: Additive) -> TaskVector:
+        """``f(tau_task)`` for the ``f`` of ``form`` (cached by task and ``form.key``)."""
+        key = (task, form.key)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        if transform == ("task_vector",):
+        if form.transform is None:
             vector = TaskVector.from_state_dicts(self.base, self.finetuned[task], name=f"fine-tuned model of {task!r}")
         else:
-            _, beta, gamma, granularity = transform
-            vector = self.vector(task, ("task_vector",)).breadcrumbs(beta, gamma, granularity)
+            vector = form.transform(self.vector(task, _TASK_VECTOR))
         self.computed += 1
         self._remember(key, vector)
         return vector
 
-    def _subset_sum(self, subset: Subset, transform: Transform) -> TaskVector:
+    def _subset_sum(self, subset: Subset, form: Additive) -> TaskVector:
         """``sum_{t in subset} f(tau_t)``, left to right, extending the stack of partial sums."""
-        if transform != self._stack_transform:
-            self._stack, self._stack_transform = [], transform
+        if form.key != self._stack_key:
+            self._stack, self._stack_key = [], form.key
         shared = 0
         while shared < min(len(subset), len(self._stack)) and self._stack[shared][0] == subset[shared]:
             shared += 1
         del self._stack[shared:]
         for task in subset[shared:]:
-            vector = self.vector(task, transform)
+            vector = self.vector(task, form)
             self._stack.append((task, vector if not self._stack else self._stack[-1][1] + vector))
         return self._stack[-1][1]
 
-    def _remember(self, key: tuple[str, Transform], vector: TaskVector) -> None:
+    def _remember(self, key: tuple[str, tuple], vector: TaskVector) -> None:
         size = _nbytes(vector)
         self._cache[key] = vector
         self._cached_bytes += size
         while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
             _, dropped = self._cache.popitem(last=False)
             self._cached_bytes -= _nbytes(dropped)
-
-
-def _transform(method: str, hyperparameters: Mapping[str, Any]) -> Transform:
-    if method == "breadcrumbs":
-        return ("breadcrumbs", float(hyperparameters["beta"]), float(hyperparameters["gamma"]),
-                hyperparameters.get("granularity", "tensor"))
-    return ("task_vector",)
 
 
 def _nbytes(vector: TaskVector) -> int:

@@ -36,7 +36,7 @@ from typing import Any
 
 import pandas as pd
 
-from .paths import OUTPUTS_DIR, output_dir
+from ..paths import OUTPUTS_DIR, output_dir
 from .task_subsets import parse_subset_name, subset_name
 
 STORE_FILENAME = "results.sqlite"

@@ -6,7 +6,11 @@ largest ``gamma`` share; keep the rest. The merged model is ``theta + alpha * su
 
 Counts are exact: a group of ``n`` entries loses ``floor(beta * n)`` smallest and
 ``floor(gamma * n)`` largest entries and keeps ``n - floor(beta * n) - floor(gamma * n)``.
-Ties in ``|tau|`` are broken by flat index (lower index = smaller), see :mod:`.selection`.
+Ties in ``|tau|`` are broken by flat index (lower index = smaller).
+
+:func:`reference_breadcrumbs_mask` is that definition, written as plainly as it reads (a full
+stable sort). :func:`breadcrumbs_mask` computes the same mask in O(n) per group, by selection
+(:mod:`._accel.selection`), and takes ``backend="reference"`` to run the definition instead.
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from .selection import NonFiniteValuesError, RankBand, band_mask, find_band, masked_outside_ranks
+from ._accel.selection import NonFiniteValuesError, RankBand, band_mask, find_band, masked_outside_ranks
 
 #: Groups a single tensor can be split into. ``"global"`` (one group over a whole task vector)
 #: is offered by :meth:`breadcrumbs_lib.TaskVector.breadcrumbs_masks`.
 TENSOR_GRANULARITIES = ("tensor", "row")
 GRANULARITIES = ("tensor", "row", "global")
+#: How :func:`breadcrumbs_mask` computes: ``"fast"`` (selection, O(n)), ``"reference"`` (the
+#: definition, a full sort), ``"auto"`` (the fast path).
+BACKENDS = ("auto", "fast", "reference")
 
 
 def check_fractions(beta: float, gamma: float) -> None:
@@ -58,7 +65,29 @@ def find_breadcrumbs_band(groups: Tensor, beta: float, gamma: float) -> RankBand
     return find_band(groups, n_low, n_high)
 
 
-def breadcrumbs_mask(delta: Tensor, beta: float, gamma: float, granularity: str = "tensor") -> Tensor:
+def reference_breadcrumbs_mask(delta: Tensor, beta: float, gamma: float, granularity: str = "tensor") -> Tensor:
+    """The definition of the Breadcrumbs keep-mask, by a full stable sort (O(n log n)).
+
+    In each group (the whole tensor, or each slice along the last dimension for ``"row"``),
+    rank the ``n`` entries by ``|delta|``, ties by flat index (a stable sort); keep the ranks
+    ``[floor(beta * n), n - floor(gamma * n))``. 0-d and empty tensors are kept whole;
+    ``delta`` must be finite. :func:`breadcrumbs_mask` returns the same mask, faster."""
+    check_fractions(beta, gamma)
+    check_granularity(granularity, TENSOR_GRANULARITIES)
+    if delta.dim() == 0 or delta.numel() == 0:
+        return torch.ones_like(delta, dtype=torch.bool)
+    groups = delta.detach().to(torch.float64).abs().reshape(1, -1) if granularity == "tensor" else \
+        delta.detach().to(torch.float64).abs().reshape(-1, delta.shape[-1])
+    n = groups.shape[1]
+    order = torch.argsort(groups, dim=1, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(n, device=delta.device).expand_as(order))
+    n_low, n_high = band_counts(n, beta, gamma)
+    return ((rank >= n_low) & (rank < n - n_high)).reshape(delta.shape)
+
+
+def breadcrumbs_mask(delta: Tensor, beta: float, gamma: float, granularity: str = "tensor", *,
+                     backend: str = "auto") -> Tensor:
     """Boolean keep-mask of Model Breadcrumbs for one tensor of a task vector.
 
     Within each group of ``n`` entries, entries are ordered by ``|delta|`` (ties: lower flat
@@ -73,6 +102,8 @@ def breadcrumbs_mask(delta: Tensor, beta: float, gamma: float, granularity: str 
         granularity: ``"tensor"`` (the paper: the whole tensor, i.e. one layer, is one group) or
             ``"row"`` (each slice along the last dimension is a group, as in the authors'
             published code; a 1-d tensor is then a single group).
+        backend: ``"auto"`` or ``"fast"`` (selection, below) or ``"reference"``
+            (:func:`reference_breadcrumbs_mask`, the definition); both give the same mask.
 
     Returns:
         bool tensor of ``delta``'s shape and device. 0-d tensors are never masked.
@@ -84,7 +115,14 @@ def breadcrumbs_mask(delta: Tensor, beta: float, gamma: float, granularity: str 
 
     Cost: O(n) per group (selection, never a full sort), no ``torch.quantile``; any size.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
     groups = _groups(delta, beta, gamma, granularity)
+    if backend == "reference":
+        non_finite = 0 if groups is None else int((~torch.isfinite(groups)).sum())
+        if non_finite:
+            raise ValueError(f"delta of shape {tuple(delta.shape)} has {non_finite} non-finite entries")
+        return reference_breadcrumbs_mask(delta, beta, gamma, granularity)
     if groups is None:
         return torch.ones_like(delta, dtype=torch.bool)
     with _naming_non_finite(delta):

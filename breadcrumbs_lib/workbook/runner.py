@@ -1,6 +1,6 @@
 """Run the whole workbook for a preset through papermill, in order.
 
-    python -m breadcrumbs_lib.notebook_runner --preset mini [-p NAME VALUE ...] [-f params.yaml]
+    python -m breadcrumbs_lib.workbook.runner --preset mini [-p NAME VALUE ...] [-f params.yaml]
                                               [--only 01 04] [--outputs DIR]
 
 Each ``notebooks/NN-*.ipynb`` is executed with the parameters given (papermill's usual ``-p``,
@@ -21,8 +21,8 @@ from pathlib import Path
 import papermill
 import yaml
 
-from .paths import OUTPUTS_DIR, PROJECT_ROOT, output_dir
-from .workbook import OUTPUTS_ENV
+from ..paths import OUTPUTS_DIR, PROJECT_ROOT, output_dir
+from .notebook import OUTPUTS_ENV
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 

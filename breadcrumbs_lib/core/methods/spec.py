@@ -1,0 +1,106 @@
+"""What a merge method is, as data: its function, its hyperparameters with their checks and
+defaults, how it merges subsets incrementally, and how the workbook shows it.
+
+Every part of the package that needs to know about a method reads its :class:`MergeMethod`:
+:func:`..merging.merge` and :func:`..merging.check_hyperparameters` (names, values, defaults),
+the subset merger of sweeps (:attr:`MergeMethod.additive`), the plots (:attr:`MergeMethod.color`)
+and the notebooks' tables (:attr:`MergeMethod.display_name`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..state_dicts import StateDict
+from ..task_vectors import TaskVector
+
+#: The default of a hyperparameter that must be given.
+REQUIRED: Any = object()
+
+#: Glob patterns choosing which tensors are merged (``None``: all floating-point tensors).
+Patterns = Iterable[str] | None
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """One keyword argument of a method: ``check`` raises ``ValueError`` for a bad value."""
+
+    name: str
+    check: Callable[[Any], None]
+    default: Any = REQUIRED
+    meaning: str = ""
+
+
+@dataclass(frozen=True)
+class Additive:
+    """A merge of the form ``theta + scale * sum_{t in S} f(tau_t)``, where ``f`` depends only on
+    the task and the settings, never on the subset ``S``: the shape that subset merging exploits.
+
+    ``key`` identifies ``f`` with its settings (equal keys, equal ``f``); ``transform`` is ``f``
+    (``None``: the identity); ``alpha`` is ``scale`` (``None``: ``1 / |S|``, an average)."""
+
+    key: tuple
+    transform: Callable[[TaskVector], TaskVector] | None
+    alpha: float | None
+
+
+def _no_joint_check(settings: Mapping[str, Any]) -> None:
+    """Most methods have no constraint between their hyperparameters."""
+
+
+def _pattern_check(value: object) -> None:
+    if value is not None and (isinstance(value, (str, bytes)) or not isinstance(value, Iterable)):
+        raise ValueError(f"include / exclude must be a list of glob patterns or None, got {value!r}")
+
+
+#: Taken by every method: which tensors are merged (the others are the base's own).
+COMMON = (Hyperparameter("include", _pattern_check, None, "glob patterns of the tensors merged (None: all)"),
+          Hyperparameter("exclude", _pattern_check, None, "glob patterns of tensors left as the base's"))
+
+
+@dataclass(frozen=True)
+class MergeMethod:
+    """A merge method: ``function(base, finetuned, **settings)`` returns the merged state dict.
+
+    ``hyperparameters`` are the method's own (``include`` / ``exclude`` come on top, for every
+    method); ``joint_check`` checks constraints between them (e.g. ``beta + gamma < 1``);
+    ``additive`` returns the :class:`Additive` form of a complete setting, or ``None`` when the
+    method (or that setting) has none; ``display_name`` and ``color`` are how the workbook shows it.
+    """
+
+    name: str
+    display_name: str
+    function: Callable[..., StateDict]
+    hyperparameters: tuple[Hyperparameter, ...]
+    color: str
+    joint_check: Callable[[Mapping[str, Any]], None] = _no_joint_check
+    additive: Callable[[Mapping[str, Any]], Additive | None] | None = None
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        return tuple(h.name for h in (*self.hyperparameters, *COMMON))
+
+    def complete(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """``given`` with the defaults filled in, after checking every name and value
+        (``ValueError`` for an unknown or missing name, or a bad value)."""
+        unknown = [name for name in given if name not in self.accepted]
+        if unknown:
+            raise ValueError(f"unknown hyperparameter(s) {unknown} for method {self.name!r}; it accepts {list(self.accepted)}")
+        missing = [h.name for h in self.hyperparameters if h.default is REQUIRED and h.name not in given]
+        if missing:
+            raise ValueError(f"method {self.name!r} needs hyperparameter(s) {missing}")
+        settings = {h.name: given.get(h.name, h.default) for h in (*self.hyperparameters, *COMMON)}
+        for h in (*self.hyperparameters, *COMMON):
+            h.check(settings[h.name])
+        self.joint_check(settings)
+        return settings
+
+    def additive_form(self, given: Mapping[str, Any]) -> Additive | None:
+        """The :class:`Additive` form of a setting, or ``None`` (no such form, or tensors chosen
+        by ``include`` / ``exclude``, which only :attr:`function` applies)."""
+        settings = self.complete(given)
+        if self.additive is None or settings["include"] is not None or settings["exclude"] is not None:
+            return None
+        return self.additive(settings)

@@ -1,0 +1,61 @@
+"""Build the ``paper`` world's workbench: open_clip's pretrained CLIP, the zero-shot heads and
+loaders of the eight vision datasets, and any already fine-tuned models the user gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ...core.state_dicts import check_same_layout, load_state_dict, state_dict_digest
+from ...modeling.models import tokenizer_for, zero_shot_head
+from ..presets import Preset
+from ..workbench import Workbench, WorldOptions
+from .data import check_paper_assets, load_pretrained_clip, load_split_datasets, loader
+from .tasks import PAPER_TASKS
+
+
+def build(preset: Preset, size: str, tasks: list[str], *, seed: int, device: torch.device, cache_dir: Path,
+          folder: Path, recompute: bool, options: WorldOptions) -> tuple[Workbench, Path]:
+    """The workbench (with the fine-tuned models of ``options.finetuned_dir``, if any) and the
+    folder its own fine-tuned models go to: ``folder`` suffixed with the digest of the base
+    weights, so that models fine-tuned from other weights (another file) are never reused.
+    Nothing is cached but fine-tuned models, so ``cache_dir`` and ``recompute`` do not apply here."""
+    bench = _workbench(preset, size, tasks, seed, device, options.data_root, options.weights.get(size), options.download)
+    _load_finetuned(bench, options.finetuned_dir)
+    return bench, folder.with_name(f"{folder.name}-{state_dict_digest(bench.base)[:12]}")
+
+
+def _workbench(preset: Preset, size: str, tasks: list[str], seed: int, device: torch.device,
+               data_root: str | Path | None, weights: str | Path | None, download: bool) -> Workbench:
+    model_name = preset.model_name(size)
+    check_paper_assets(data_root, tasks, model_name, weights, download)
+    clip, preprocess = load_pretrained_clip(model_name, weights, device=device, download=download)
+    tokenizer = tokenizer_for(model_name)
+    heads, splits = {}, {}
+    for task in tasks:
+        datasets, classnames = load_split_datasets(task, data_root, preprocess, seed)
+        heads[task] = zero_shot_head(clip, tokenizer, classnames, PAPER_TASKS[task].templates, device)
+        splits[task] = {name: loader(dataset, batch_size=preset.finetune.batch_size, shuffle=name == "train", seed=seed)
+                        for name, dataset in datasets.items()}
+    base = {key: value.detach().cpu().clone() for key, value in clip.visual.state_dict().items()}
+    return Workbench(preset, size, device, clip, heads, splits, base, {}, {}, {})
+
+
+def _load_finetuned(bench: Workbench, finetuned_dir: str | Path | None) -> None:
+    """Take already fine-tuned models from ``finetuned_dir/<size>/<task>.{safetensors,pt}``
+    (image-encoder state dicts, or whole CLIP state dicts whose ``visual.*`` part is used)."""
+    if finetuned_dir is None:
+        return
+    for task in bench.tasks:
+        for suffix in (".safetensors", ".pt"):
+            path = Path(finetuned_dir) / bench.size / f"{task}{suffix}"
+            if path.exists():
+                state = load_state_dict(path)
+                if any(key.startswith("visual.") for key in state):
+                    state = {key[len("visual."):]: value for key, value in state.items() if key.startswith("visual.")}
+                check_same_layout(bench.base, state, str(path))
+                bench.finetuned[task] = state
+                break
+
+

@@ -1,0 +1,151 @@
+"""The workbench of a study, what identifies its cached artifacts, and the fine-tuning every world shares.
+
+A :class:`Workbench` holds one preset and model size: the foundation, the frozen zero-shot heads,
+the splits, and the fine-tuned image encoders. Every artifact is cached under
+``<cache_dir>/<preset>/<size>/<foundation key>/`` (the foundation) and its
+``finetuned-<fine-tuning key>/`` folder (one safetensors file per task), where each key hashes
+everything that determines it (model config, recipe, seed, data version); writes are atomic, so
+an interrupted run never leaves a checkpoint that loads wrong.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..core.state_dicts import StateDict, load_state_dict, save_state_dict
+from ..modeling.data import Images
+from ..modeling.models import MODEL_CONFIG_DIR, ImageClassifier
+from ..modeling.training import finetune
+from .mini.data import MINI_DATA_VERSION
+from .presets import Preset
+
+
+@dataclass
+class Workbench:
+    """The artifacts of one preset and model size, ready for merging and evaluation."""
+
+    preset: Preset
+    size: str
+    device: torch.device
+    clip: nn.Module  # the foundation model (image and text towers)
+    heads: dict[str, Tensor]  # task -> frozen zero-shot head (C, D)
+    splits: dict[str, dict[str, Images]]  # task -> split -> images (in memory, or a loader)
+    base: StateDict  # the foundation's image-encoder weights: theta
+    finetuned: dict[str, StateDict]  # task -> fine-tuned image-encoder weights: theta'_t
+    curves: dict[str, list[float]] = field(default_factory=dict)  # "pretraining" / task -> loss per step
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of what was computed this run
+
+    @property
+    def tasks(self) -> list[str]:
+        """The tasks prepared (all of the preset's, or the subset asked for)."""
+        return list(self.heads)
+
+    def classifier(self) -> ImageClassifier:
+        """A classifier around a private copy of the foundation's image encoder (same
+        architecture and options, e.g. QuickGELU for OpenAI weights)."""
+        encoder = copy.deepcopy(self.clip.visual)
+        encoder.load_state_dict(self.base)
+        return ImageClassifier(encoder, next(iter(self.heads.values()))).to(self.device)
+
+
+@dataclass(frozen=True)
+class WorldOptions:
+    """What a world may take from the caller besides preset, size and seed: the ``paper``
+    world's dataset folder, CLIP checkpoint files (size -> file), already fine-tuned models and
+    whether it may download CLIP's weights. Generated worlds need none of them."""
+
+    data_root: str | Path | None = None
+    weights: dict[str, str | Path] = field(default_factory=dict)
+    finetuned_dir: str | Path | None = None
+    download: bool = False
+
+
+def finetune_missing(bench: Workbench, folder: Path, recompute: bool, seed: int) -> None:
+    """Fine-tune (and cache in ``folder``) every task that has no fine-tuned encoder yet."""
+    bench.curves.update({task: curve for task, curve in read_curves(folder).items() if task in bench.tasks})
+    missing = []
+    for task in bench.tasks:
+        path = _finetuned_path(folder, task)
+        if task in bench.finetuned:
+            continue
+        if path.exists() and not recompute:
+            bench.finetuned[task] = load_state_dict(path)
+        else:
+            missing.append(task)
+    classifier = bench.classifier() if missing else None
+    for task in tqdm(missing, desc="fine-tuned models", leave=False, disable=not missing):
+        start = time.perf_counter()
+        classifier.encoder.load_state_dict(bench.base)
+        classifier.set_head(bench.heads[task])
+        bench.curves[task] = finetune(classifier, bench.splits[task]["train"], bench.preset.finetune, seed=seed,
+                                      device=bench.device, description=f"fine-tuning {task}")
+        bench.seconds[f"fine-tuning {task}"] = time.perf_counter() - start
+        bench.finetuned[task] = {key: value.detach().cpu().clone() for key, value in classifier.encoder.state_dict().items()}
+        save_state_dict(bench.finetuned[task], _finetuned_path(folder, task),
+                        metadata={"task": task, "base": bench.preset.model_name(bench.size)})
+        write_curves(folder, {task: bench.curves[task]})
+
+
+def _finetuned_path(folder: Path, task: str) -> Path:
+    return folder / f"{task}.safetensors"
+
+
+def foundation_key(preset: Preset, model_name: str, seed: int) -> str:
+    """A hash of what determines the foundation: model config, pretraining, seed and, for the
+    generated worlds, the data version."""
+    return _hash(_foundation_fields(preset, model_name, seed))
+
+
+def finetuning_key(preset: Preset) -> str:
+    """A hash of what determines the fine-tuned models on top of a foundation: the recipe and
+    the split sizes (the training split's size among them)."""
+    return _hash(_finetuning_fields(preset))
+
+
+def artifact_key(preset: Preset, model_name: str, seed: int) -> str:
+    """A hash of everything that determines the cached artifacts (foundation and fine-tuned
+    models): what identifies a run's checkpoints in the results store."""
+    return _hash({**_foundation_fields(preset, model_name, seed), **_finetuning_fields(preset)})
+
+
+def _finetuning_fields(preset: Preset) -> dict[str, object]:
+    return {"finetune": dataclasses.asdict(preset.finetune), "splits": preset.split_sizes}
+
+
+def _foundation_fields(preset: Preset, model_name: str, seed: int) -> dict[str, object]:
+    config_file = MODEL_CONFIG_DIR / f"{model_name}.json"
+    generated = preset.pretraining is not None  # mini-like worlds: data generated by worlds.mini, versioned
+    return {
+        "model": json.loads(config_file.read_text()) if config_file.exists() else model_name,
+        "pretraining": dataclasses.asdict(preset.pretraining) if generated else None,
+        "seed": seed,
+        "data_version": MINI_DATA_VERSION if generated else None,
+    }
+
+
+def _hash(fields: dict[str, object]) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def read_curves(folder: Path) -> dict[str, list[float]]:
+    path = folder / "curves.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_curves(folder: Path, curves: dict[str, list[float]]) -> None:
+    """Merge ``curves`` into ``folder/curves.json``, atomically."""
+    merged = {**read_curves(folder), **curves}
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / ".curves.json.tmp"
+    tmp.write_text(json.dumps(merged))
+    tmp.replace(folder / "curves.json")
