@@ -3,6 +3,7 @@
 #               (outputs/mini/); pass papermill parameters with ARGS, e.g.
 #               make run ARGS="-p seed 1"   or   make run ARGS="--preset paper -f params.yaml"
 #   make test   the test suite
+#   make lab    JupyterLab on notebooks/, to open and run a notebook by hand
 # Also: make bench (the benchmarks: merge speed, mini from scratch, the 255-subset sweep, model sizes).
 # Both create a project-local virtual environment in .venv on first use and reuse it after;
 # it is rebuilt when pyproject.toml changes.
@@ -12,7 +13,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench clean-venv
+.PHONY: run test lab bench clean-venv
 
 # A new .venv takes about 6,500 MiB (6,653,708 KiB measured): torch 2.14.1 from PyPI is a CUDA
 # build whose nvidia-* and triton wheels make up 4 GiB of it, even on a CPU-only machine.
@@ -46,6 +47,10 @@ bench: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# JupyterLab on the notebooks, with the project's environment as the kernel (its python3)
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
 
 clean-venv:
 	rm -rf $(VENV)
