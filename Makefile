@@ -1,11 +1,11 @@
-# The two commands of the README:
+# The three commands of the README:
 #   make run    the main job: every notebook, in order, through papermill, on the mini preset
 #               (outputs/mini/); pass papermill parameters with ARGS, e.g.
 #               make run ARGS="-p seed 1"   or   make run ARGS="--preset paper -f params.yaml"
 #   make test   the test suite
 #   make lab    JupyterLab on notebooks/, to open and run a notebook by hand
 # Also: make bench (the benchmarks: merge speed, mini from scratch, the 255-subset sweep, model sizes).
-# Both create a project-local virtual environment in .venv on first use and reuse it after;
+# All three create a project-local virtual environment in .venv on first use and reuse it after;
 # it is rebuilt when pyproject.toml changes.
 
 PYTHON ?= python3
@@ -32,6 +32,8 @@ $(STAMP): pyproject.toml
 	fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name breadcrumbs-workbook \
+	  --display-name "Python (breadcrumbs-workbook)" > /dev/null
 	touch $(STAMP)
 
 ARGS ?=
@@ -48,7 +50,7 @@ bench: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-# JupyterLab on the notebooks, with the project's environment as the kernel (its python3)
+# JupyterLab on the notebooks; they select the kernel breadcrumbs-workbook (this .venv), registered above
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 

@@ -1,9 +1,14 @@
-"""nbval runs every notebook here in the smoke configuration: nbval cannot inject papermill
-parameters, so the switch is an environment variable that ``workbook.start`` reads (the kernels
-nbval starts inherit it)."""
+"""nbval checks each notebook as a user would run it with smoke parameters: papermill injects
+``runner.SMOKE_PARAMETERS`` (the small ``smoke`` preset, sweeps in-process) into a copy of every
+notebook, in ``notebooks/_smoke/`` (rewritten at each test run, not versioned), and nbval executes
+and checks those copies. The stored notebooks themselves are not collected: papermill-style
+parameter injection is the only way a run changes them."""
 
-import os
+from pathlib import Path
 
-from breadcrumbs_lib.workbook.notebook import SMOKE_ENV
+from breadcrumbs_lib.workbook.runner import notebooks, prepare_smoke_copies
 
-os.environ[SMOKE_ENV] = "1"
+HERE = Path(__file__).parent
+
+collect_ignore = [path.name for path in notebooks(HERE)]
+prepare_smoke_copies(HERE / "_smoke", HERE)

@@ -69,6 +69,14 @@ def test_both_backends_give_the_same_mask(delta, fracs, granularity):
                        breadcrumbs_mask(delta, beta, gamma, granularity, backend="fast"))
 
 
+def test_both_backends_order_float64_deltas_in_float32():
+    # 1 + 1e-12 and 1 are one float32 value: a tie, broken by position (the earlier is smaller).
+    delta = torch.tensor([1.0 + 1e-12, 1.0, 0.5, 2.0], dtype=torch.float64)
+    expected = torch.tensor([False, True, False, True])
+    for backend in ("reference", "fast"):
+        assert torch.equal(breadcrumbs_mask(delta, 0.5, 0.0, backend=backend), expected)
+
+
 def test_an_unknown_backend_and_non_finite_values_are_refused_by_both_backends():
     with pytest.raises(ValueError, match="unknown backend 'gpu'"):
         breadcrumbs_mask(torch.ones(3), 0.5, 0.0, backend="gpu")

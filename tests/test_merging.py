@@ -243,3 +243,12 @@ def test_each_spec_declares_exactly_its_functions_keywords_and_defaults(name):
     for hyperparameter in (*spec.hyperparameters, *COMMON):
         expected = REQUIRED if keywords[hyperparameter.name] is inspect.Parameter.empty else keywords[hyperparameter.name]
         assert hyperparameter.default is expected or hyperparameter.default == expected, hyperparameter.name
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_each_spec_describes_every_hyperparameter_it_accepts(name):
+    spec = METHODS[name]
+    rows = [line for line in spec.describe().splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == list(spec.accepted)
+    assert all(h.meaning for h in (*spec.hyperparameters, *COMMON))
+    assert all(row.count(" | ") == 2 for row in rows)  # a '|' inside a meaning is escaped

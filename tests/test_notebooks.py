@@ -1,6 +1,7 @@
 """The notebooks: stored clean, parameterised, and runnable by papermill with overrides.
 
-(Every notebook is also executed by nbval in the smoke configuration: see notebooks/conftest.py.)
+(Every notebook is also executed by nbval, as a copy with the smoke parameters injected: see
+notebooks/conftest.py.)
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 
 from breadcrumbs_lib.workbook import runner
 from breadcrumbs_lib.paths import PROJECT_ROOT
-from breadcrumbs_lib.workbook.notebook import SMOKE_ENV, markdown_table
+from breadcrumbs_lib.workbook.notebook import markdown_table
 
 NOTEBOOKS = runner.notebooks()
 
@@ -33,13 +34,23 @@ def test_notebooks_are_stored_without_outputs_and_have_a_parameters_cell(path):
     assert notebook.cells[0].cell_type == "markdown" and notebook.cells[0].source.startswith("# ")
 
 
-def test_parameters_pass_through_papermill(tmp_path, monkeypatch):
+def test_smoke_copies_carry_the_smoke_parameters_right_after_the_parameters_cell(tmp_path):
+    for original, copy in zip(NOTEBOOKS, runner.prepare_smoke_copies(tmp_path)):
+        cells = nbformat.read(copy, as_version=4).cells
+        tags = [cell.metadata.get("tags", []) for cell in cells]
+        position = next(index for index, tag in enumerate(tags) if "parameters" in tag)
+        assert "injected-parameters" in tags[position + 1], copy.name
+        assert 'preset = "smoke"' in cells[position + 1].source and 'executor = "inline"' in cells[position + 1].source
+        assert len(cells) == len(nbformat.read(original, as_version=4).cells) + 1
+        assert nbformat.read(original, as_version=4).metadata.kernelspec.name == runner.KERNEL_NAME
+
+
+def test_parameters_pass_through_papermill(tmp_path):
     """papermill -p on the breadcrumbs notebook: other beta and gamma reach the masks."""
-    monkeypatch.setenv(SMOKE_ENV, "1")
     import papermill
 
     executed = tmp_path / "03.ipynb"
-    papermill.execute_notebook(str(NOTEBOOKS[2]), str(executed), parameters={"beta": 0.5, "gamma": 0.1},
+    papermill.execute_notebook(str(NOTEBOOKS[2]), str(executed), parameters={**runner.SMOKE_PARAMETERS, "beta": 0.5, "gamma": 0.1},
                                kernel_name="python3", cwd=str(NOTEBOOKS[2].parent), progress_bar=False)
     notebook = nbformat.read(executed, as_version=4)
     injected = [cell for cell in notebook.cells if "injected-parameters" in cell.metadata.get("tags", [])]

@@ -78,3 +78,19 @@ def test_bad_arguments():
         validation_free(table(SCORES), TASKS, tuned_on=(4,))
     with pytest.raises(ValueError, match="lack column"):
         subset_scores(pd.DataFrame({"run_id": []}))
+
+
+def test_every_table_carries_the_setting_as_typed_columns():
+    records = table(SCORES)
+    for result in (subset_scores(records), best_per_subset(records), best_per_size(records),
+                   validation_free(records, TASKS, tuned_on=(1,))):
+        assert result["alpha"].dtype == float
+        assert list(result["alpha"]) == [0.2 if text == LOW else 0.8 for text in result["hyperparameters"]]
+
+
+def test_a_hyperparameter_named_like_a_column_gets_a_prefix():
+    dare = '{"alpha": 0.5, "p": 0.9, "seed": 3}'
+    records = table({(dare, "a", "val"): 0.5, (dare, "a", "test"): 0.4}).assign(seed=0)
+    best = best_per_subset(records)
+    assert best["param_seed"].tolist() == [3] and "seed" not in best.columns
+    assert records["param_seed"].unique().tolist() == [3] and records["seed"].unique().tolist() == [0]

@@ -71,13 +71,15 @@ def reference_breadcrumbs_mask(delta: Tensor, beta: float, gamma: float, granula
     In each group (the whole tensor, or each slice along the last dimension for ``"row"``),
     rank the ``n`` entries by ``|delta|``, ties by flat index (a stable sort); keep the ranks
     ``[floor(beta * n), n - floor(gamma * n))``. 0-d and empty tensors are kept whole;
-    ``delta`` must be finite. :func:`breadcrumbs_mask` returns the same mask, faster."""
+    ``delta`` must be finite. Values are compared in float32 (exact for fp16, bf16 and fp32
+    deltas; float64 entries equal in float32 count as ties). :func:`breadcrumbs_mask` returns the
+    same mask, faster."""
     check_fractions(beta, gamma)
     check_granularity(granularity, TENSOR_GRANULARITIES)
     if delta.dim() == 0 or delta.numel() == 0:
         return torch.ones_like(delta, dtype=torch.bool)
-    groups = delta.detach().to(torch.float64).abs().reshape(1, -1) if granularity == "tensor" else \
-        delta.detach().to(torch.float64).abs().reshape(-1, delta.shape[-1])
+    magnitudes = delta.detach().to(torch.float32).abs()
+    groups = magnitudes.reshape(1, -1) if granularity == "tensor" else magnitudes.reshape(-1, delta.shape[-1])
     n = groups.shape[1]
     order = torch.argsort(groups, dim=1, stable=True)
     rank = torch.empty_like(order)
@@ -95,8 +97,8 @@ def breadcrumbs_mask(delta: Tensor, beta: float, gamma: float, granularity: str 
     largest are masked (False); the other ``n - floor(beta*n) - floor(gamma*n)`` are kept (True).
 
     Args:
-        delta: a task-vector tensor ``theta' - theta`` of any floating dtype (fp16/bf16 are
-            ordered exactly, through a float32 copy). Must be finite.
+        delta: a task-vector tensor ``theta' - theta`` of any floating dtype (ordered in
+            float32: exactly for fp16/bf16/fp32). Must be finite.
         beta: share of each group masked from the bottom (negligible perturbations), in [0, 1).
         gamma: share of each group masked from the top (outliers), in [0, 1); beta + gamma < 1.
         granularity: ``"tensor"`` (the paper: the whole tensor, i.e. one layer, is one group) or
@@ -113,7 +115,8 @@ def breadcrumbs_mask(delta: Tensor, beta: float, gamma: float, granularity: str 
     their ``(beta, gamma)`` is ``(1 - beta - gamma, gamma)`` here. The paper's "85% sparsity"
     means ``beta + gamma = 0.85``.
 
-    Cost: O(n) per group (selection, never a full sort), no ``torch.quantile``; any size.
+    Cost (the fast path): O(n) per group (selection, never a full sort), no ``torch.quantile``;
+    any size. The reference backend sorts: O(n log n).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
@@ -169,7 +172,7 @@ def _naming_non_finite(delta: Tensor) -> Iterator[None]:
 def _groups(delta: Tensor, beta: float, gamma: float, granularity: str) -> Tensor | None:
     """Validate the arguments and view ``delta`` as a float32 ``(G, m)`` group matrix
     (``None`` for tensors that are never masked: 0-d or empty). Finiteness is checked by the
-    selection itself (:func:`.selection.find_band`), in its own pass over the values."""
+    selection itself (:func:`._accel.selection.find_band`), in its own pass over the values."""
     check_fractions(beta, gamma)
     check_granularity(granularity, TENSOR_GRANULARITIES)
     if not delta.is_floating_point():

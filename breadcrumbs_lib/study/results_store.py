@@ -208,8 +208,8 @@ class ResultsStore:
         """The records (of one run / method, or all) as a DataFrame, one row per record.
 
         Columns: ``preset, size, seed, library_version, run_id, method, hyperparameters`` (JSON),
-        one column per hyperparameter name (``alpha``, ``beta``, ...; ``param_<name>`` where the
-        name is taken, e.g. DARE's ``param_seed``), ``subset`` (``"a+b"``),
+        one column per hyperparameter name (``alpha``, ``beta``, ...; ``param_<name>`` for the
+        names of :data:`RESERVED_COLUMNS`, e.g. DARE's ``param_seed``), ``subset`` (``"a+b"``),
         ``n_tasks``, ``scored_task``, ``observed`` (the scored task is in the subset),
         ``split``, ``accuracy``, ``normalized_accuracy``. Sorted by every key, so equal stores
         give equal frames.
@@ -236,17 +236,35 @@ class ResultsStore:
             return pd.read_sql_query(query + " ORDER BY finished_at", connection, params=parameters)
 
 
+#: Columns of records and of the tables of :mod:`.tuning` that a hyperparameter column must not
+#: take: a hyperparameter of one of these names is stored as ``param_<name>`` (DARE's ``seed``).
+RESERVED_COLUMNS = frozenset({
+    "preset", "size", "seed", "library_version", "run_id", "method", "hyperparameters", "subset", "n_tasks",
+    "scored_task", "observed", "split", "accuracy", "normalized_accuracy", "score", "selection_score", "tuned_on",
+})
+
+
+def setting_column(name: str) -> str:
+    """The column that holds hyperparameter ``name`` (see :data:`RESERVED_COLUMNS`)."""
+    return f"param_{name}" if name in RESERVED_COLUMNS else name
+
+
+def with_settings(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with one typed column per hyperparameter found in its ``hyperparameters`` JSON
+    (named by :func:`setting_column`; missing where a setting lacks that hyperparameter), so
+    that tables are filtered and plotted by ``frame["alpha"]``, never by parsing text."""
+    settings = pd.DataFrame([json.loads(text) for text in frame["hyperparameters"]], index=frame.index)
+    return frame.assign(**{setting_column(name): settings[name] for name in settings.columns})
+
+
 def tidy_records(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add ``n_tasks``, ``observed`` and one column per hyperparameter (``param_<name>`` when the
-    name is already a column) to raw records, sorted."""
+    """Add ``n_tasks``, ``observed`` and the hyperparameter columns of :func:`with_settings` to
+    raw records, sorted."""
     frame = frame.copy()
     subsets = frame["subset"].map(parse_subset_name)
     frame["n_tasks"] = subsets.map(len)
     frame["observed"] = [task in subset for task, subset in zip(frame["scored_task"], subsets)]
-    settings = pd.DataFrame([json.loads(text) for text in frame["hyperparameters"]], index=frame.index)
-    taken = set(frame.columns)
-    for name in settings.columns:  # e.g. DARE's "seed" must not overwrite the run's seed
-        frame[name if name not in taken else f"param_{name}"] = settings[name]
+    frame = with_settings(frame)
     keys = ["run_id", "method", "hyperparameters", "subset", "scored_task", "split"]
     return frame.sort_values(keys, kind="stable").reset_index(drop=True)
 

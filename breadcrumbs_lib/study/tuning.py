@@ -5,7 +5,9 @@ a merged model by the mean of ``metric`` (default: normalized accuracy) over its
 only the tasks it has seen (``scope="observed"``, the paper's model selection and Fig. 2b) or
 all of them (``scope="all"``, Fig. 2a). A choice is made on one split (``"val"``) and reported
 on another (``"test"``). Ties in the selection score go to the first setting in the order of
-the canonical hyperparameter JSON, so choices are deterministic.
+the canonical hyperparameter JSON, so choices are deterministic. Every table returned carries
+the setting twice: as its canonical JSON (``hyperparameters``, the key) and as one typed column
+per hyperparameter (``alpha``, ``beta``, ...: :func:`.results_store.with_settings`).
 
 * :func:`subset_scores`: the score of every (method, setting, subset, split).
 * :func:`best_per_subset`: the best setting of each subset (section 4.2, Fig. 2).
@@ -20,6 +22,7 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
+from .results_store import with_settings
 from .task_subsets import prefixes, subset_name
 
 RUN = ["run_id", "size", "method"]
@@ -35,7 +38,7 @@ def subset_scores(frame: pd.DataFrame, *, scope: str = "observed", metric: str =
         raise ValueError(f"records lack column(s) {missing}")
     rows = frame[frame["observed"]] if scope == "observed" else frame
     keys = [*RUN, "hyperparameters", "subset", "n_tasks", "split"]
-    return rows.groupby(keys, sort=True)[metric].mean().rename("score").reset_index()
+    return with_settings(rows.groupby(keys, sort=True)[metric].mean().rename("score").reset_index())
 
 
 def best_per_subset(frame: pd.DataFrame, *, select_split: str = "val", report_split: str = "test",
@@ -87,7 +90,7 @@ def validation_free(frame: pd.DataFrame, order: Sequence[str], *, tuned_on: Iter
                 if len(match):
                     rows.append({**choice[RUN].to_dict(), "tuned_on": k, "n_tasks": n,
                                  "hyperparameters": choice["hyperparameters"], "score": float(match["score"].iloc[0])})
-    return pd.DataFrame(rows, columns=[*RUN, "tuned_on", "n_tasks", "hyperparameters", "score"])
+    return with_settings(pd.DataFrame(rows, columns=[*RUN, "tuned_on", "n_tasks", "hyperparameters", "score"]))
 
 
 def _choose_then_report(selection: pd.DataFrame, report: pd.DataFrame, keys: list[str], select_split: str,
@@ -96,7 +99,8 @@ def _choose_then_report(selection: pd.DataFrame, report: pd.DataFrame, keys: lis
     (as ``selection_score``) and its ``report_split`` score in ``report`` (as ``score``)."""
     chosen = _argmax(selection[selection["split"] == select_split], keys).rename(columns={"score": "selection_score"})
     reported = report[report["split"] == report_split][[*keys, "hyperparameters", "score"]]
-    return chosen.drop(columns="split").merge(reported, on=[*keys, "hyperparameters"], how="left")
+    chosen = chosen[[*keys, "hyperparameters", "selection_score"]]
+    return with_settings(chosen.merge(reported, on=[*keys, "hyperparameters"], how="left"))
 
 
 def _argmax(scores: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

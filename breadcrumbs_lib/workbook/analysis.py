@@ -6,12 +6,12 @@
   (Jaccard index) and how aligned the vectors are (cosine similarity, section 4.6).
 * :func:`pair_outcomes`: for every merged pair of tasks, each task's normalized accuracy under
   the pair's best setting, and whether the merged model beats both fine-tuned models (Fig. 5).
+* :func:`masking_variants`: which masking ablation (Fig. 6) each Breadcrumbs setting is.
 * :func:`headline`: the 8-task (all-task) numbers of each method under its best setting.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 import numpy as np
@@ -95,25 +95,37 @@ def pair_outcomes(frame: pd.DataFrame, *, select_split: str = "val", report_spli
     return pd.DataFrame(rows)
 
 
+def masking_variants(frame: pd.DataFrame) -> pd.Series:
+    """The masking ablation (Fig. 6) each row's ``beta`` and ``gamma`` belong to: ``"none"``,
+    ``"bottom only"``, ``"top only"`` or ``"both"`` (see :func:`..core.methods.breadcrumbs.masking_variant`)."""
+    variants = [masking_variant({"beta": beta, "gamma": gamma}) for beta, gamma in zip(frame["beta"], frame["gamma"])]
+    return pd.Series(variants, index=frame.index, dtype=object, name="variant")
+
+
 def headline(frame: pd.DataFrame, tasks: list[str], *, select_split: str = "val", report_split: str = "test") -> pd.DataFrame:
     """Per method, the merge of all ``tasks`` under its best setting on ``select_split``: mean
     absolute and normalized ``report_split`` accuracy over the tasks, with the setting. Zero-shot
     and fine-tuned rows come first. Breadcrumbs settings with beta = gamma = 0 are left out
-    (they are task arithmetic)."""
+    (they are task arithmetic).
+
+    Columns: ``model`` (a label to show, e.g. ``"breadcrumbs, 8 tasks"``), ``method`` (as stored:
+    ``"zeroshot"``, ``"finetuned"``, ``"breadcrumbs"``, ...), ``n_tasks`` (0 for zero-shot, 1 for
+    the fine-tuned models), ``accuracy``, ``normalized_accuracy``, ``hyperparameters`` (JSON; empty
+    for the two baselines) and one column per hyperparameter of the chosen settings."""
     everything = subset_name(tasks)
     test = frame[frame["split"] == report_split]
-    rows = []
-    for method, label in ((ZERO_SHOT, "zero-shot"), (FINETUNED, "fine-tuned (one model per task)")):
-        records = test[test["method"] == method]
-        rows.append({"model": label, "accuracy": records["accuracy"].mean(),
-                     "normalized_accuracy": records["normalized_accuracy"].mean(), "hyperparameters": ""})
+    baselines = pd.DataFrame([
+        {"model": label, "method": method, "n_tasks": n_tasks, "hyperparameters": "",
+         "accuracy": test.loc[test["method"] == method, "accuracy"].mean(),
+         "normalized_accuracy": test.loc[test["method"] == method, "normalized_accuracy"].mean()}
+        for method, label, n_tasks in ((ZERO_SHOT, "zero-shot", 0), (FINETUNED, "fine-tuned (one model per task)", 1))])
     merged = frame[(frame["subset"] == everything) & ~frame["method"].isin(BASELINES)]
-    merged = merged[merged["hyperparameters"].map(lambda text: masking_variant(json.loads(text)) != "none")
-                    | (merged["method"] != "breadcrumbs")]  # beta = gamma = 0 is task arithmetic, not breadcrumbs
-    for _, choice in best_per_subset(merged, select_split=select_split, report_split=report_split).iterrows():
-        records = test[(test["method"] == choice["method"]) & (test["subset"] == everything)
-                       & (test["hyperparameters"] == choice["hyperparameters"])]
-        rows.append({"model": f"{choice['method']}, {len(tasks)} tasks", "accuracy": records["accuracy"].mean(),
-                     "normalized_accuracy": records["normalized_accuracy"].mean(),
-                     "hyperparameters": choice["hyperparameters"]})
-    return pd.DataFrame(rows)
+    if "beta" in merged.columns:  # beta = gamma = 0 is task arithmetic, not breadcrumbs
+        merged = merged[(merged["method"] != "breadcrumbs") | (merged["beta"] > 0) | (merged["gamma"] > 0)]
+    choices = best_per_subset(merged, select_split=select_split, report_split=report_split)
+    scored = test[test["subset"] == everything].groupby(["method", "hyperparameters"])[
+        ["accuracy", "normalized_accuracy"]].mean().reset_index()
+    chosen = choices.drop(columns=["run_id", "size", "subset", "selection_score", "score"]).merge(
+        scored, on=["method", "hyperparameters"], how="left")
+    chosen.insert(0, "model", [f"{method}, {len(tasks)} tasks" for method in chosen["method"]])
+    return pd.concat([baselines, chosen], ignore_index=True)

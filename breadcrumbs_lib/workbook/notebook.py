@@ -5,10 +5,9 @@
     frame = nb.sweep([Sweep(...), ...])       # results from outputs/<preset>/results.sqlite
     nb.save_figure(fig, "subsets")            # outputs/<preset>/figures/04-merging-subsets.png
 
-Smoke runs: when the environment variable ``BREADCRUMBS_WORKBOOK_SMOKE`` is ``1`` (the nbval
-tests set it, since nbval cannot inject papermill parameters), :func:`start` swaps the preset for
-the small ``smoke`` preset and runs sweeps in the calling process, so every notebook runs each of
-its steps for real in seconds.
+Smoke runs take the path users take: papermill injects ``preset = "smoke"`` and
+``executor = "inline"`` into a copy of a notebook (:data:`.runner.SMOKE_PARAMETERS`), and the
+small ``smoke`` preset runs each of its steps for real in seconds (``notebooks/conftest.py``).
 """
 
 from __future__ import annotations
@@ -41,14 +40,8 @@ from ..study.sweeps import (
 from ..worlds.presets import get_preset
 from ..worlds.workbench import Workbench
 
-SMOKE_ENV = "BREADCRUMBS_WORKBOOK_SMOKE"
 OUTPUTS_ENV = "BREADCRUMBS_OUTPUTS"  # the runner's --outputs, seen by the kernels it starts
 EXECUTORS = ("processes", "inline", "dask")
-
-
-def smoke_requested() -> bool:
-    """True when ``BREADCRUMBS_WORKBOOK_SMOKE=1``."""
-    return os.environ.get(SMOKE_ENV, "") == "1"
 
 
 @dataclass
@@ -90,12 +83,12 @@ class Notebook:
 
     def selection_sweep(self, sweeps: Sweep | list[Sweep], *, size: str | None = None) -> pd.DataFrame:
         """Grids on the validation splits, then each subset's best setting on the test splits
-        (see :func:`.sweeps.run_selection_sweep`)."""
+        (see :func:`breadcrumbs_lib.study.sweeps.run_selection_sweep`)."""
         return run_selection_sweep(sweeps, self.context(size), store=self.store, executor=self._pool(),
                                    workers=self.workers)
 
     def measure_claims(self, *, size: str | None = None) -> dict[str, float]:
-        """The measurements of the claims table for this run (see :func:`.fidelity_study.measure`;
+        """The measurements of the claims table for this run (see :func:`breadcrumbs_lib.study.fidelity_study.measure`;
         its sweeps go through the results store like every other)."""
         return fidelity_study.measure(self.context(size), store=self.store, executor=self._pool(), workers=self.workers)
 
@@ -152,7 +145,7 @@ def start(name: str, *, preset: str = "mini", size: str = "B-32", seed: int = 0,
           workers: int | None = None, outputs_root: str | Path | None = None,
           cache_dir: str | Path = DEFAULT_CACHE_DIR, data_root: str | Path | None = None,
           finetuned_dir: str | Path | None = None) -> Notebook:
-    """Seed everything, apply the smoke switch, and return the notebook's run.
+    """Seed everything and return the notebook's run.
 
     ``outputs_root`` defaults to ``$BREADCRUMBS_OUTPUTS`` or ``outputs/``. ``data_root`` and
     ``finetuned_dir`` serve the ``paper`` preset (see :func:`.worlds.prepare.prepare`).
@@ -161,8 +154,6 @@ def start(name: str, *, preset: str = "mini", size: str = "B-32", seed: int = 0,
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; expected one of {EXECUTORS}")
     get_preset(preset)  # fail fast on an unknown preset name
-    if smoke_requested():
-        preset, executor = "smoke", "inline"
     seed_everything(seed)
     plt.rcParams["figure.max_open_warning"] = 0
     return Notebook(name, preset, size, seed, executor, workers, output_dir(preset, outputs_root), Path(cache_dir),

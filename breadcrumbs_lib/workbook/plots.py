@@ -1,5 +1,5 @@
 """The workbook's figures (matplotlib + seaborn). Each function returns a new figure; the
-notebooks show it and save it with :meth:`.workbook.Notebook.save_figure`."""
+notebooks show it and save it with :meth:`.notebook.Notebook.save_figure`."""
 
 from __future__ import annotations
 

@@ -25,11 +25,29 @@ from ..paths import OUTPUTS_DIR, PROJECT_ROOT, output_dir
 from .notebook import OUTPUTS_ENV
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+#: The Jupyter kernel the notebooks name (``make lab`` registers it: the project's ``.venv``).
+KERNEL_NAME = "breadcrumbs-workbook"
+#: What a smoke run injects into each notebook: the small ``smoke`` preset, sweeps in-process.
+SMOKE_PARAMETERS = {"preset": "smoke", "executor": "inline"}
 
 
 def notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
     """The numbered notebooks, in order."""
     return sorted(folder.glob("[0-9][0-9]-*.ipynb"))
+
+
+def prepare_smoke_copies(destination: Path, folder: Path = NOTEBOOKS_DIR) -> list[Path]:
+    """Copies of the notebooks of ``folder`` in ``destination``, each with
+    :data:`SMOKE_PARAMETERS` injected after its parameters cell by papermill (not executed):
+    what nbval checks, so the tests run the notebooks' real parameters cell."""
+    destination.mkdir(parents=True, exist_ok=True)
+    prepared = []
+    for path in notebooks(folder):
+        copy = destination / path.name
+        papermill.execute_notebook(str(path), str(copy), parameters=SMOKE_PARAMETERS, prepare_only=True,
+                                   kernel_name=KERNEL_NAME, progress_bar=False)
+        prepared.append(copy)
+    return prepared
 
 
 def run(preset: str, parameters: dict, *, only: list[str] | None = None, outputs_root: Path = OUTPUTS_DIR,

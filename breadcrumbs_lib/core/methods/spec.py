@@ -4,7 +4,7 @@ defaults, how it merges subsets incrementally, and how the workbook shows it.
 Every part of the package that needs to know about a method reads its :class:`MergeMethod`:
 :func:`..merging.merge` and :func:`..merging.check_hyperparameters` (names, values, defaults),
 the subset merger of sweeps (:attr:`MergeMethod.additive`), the plots (:attr:`MergeMethod.color`)
-and the notebooks' tables (:attr:`MergeMethod.display_name`).
+and the notebooks, which show a method's settings with :meth:`MergeMethod.describe`.
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ class MergeMethod:
     ``hyperparameters`` are the method's own (``include`` / ``exclude`` come on top, for every
     method); ``joint_check`` checks constraints between them (e.g. ``beta + gamma < 1``);
     ``additive`` returns the :class:`Additive` form of a complete setting, or ``None`` when the
-    method (or that setting) has none; ``display_name`` and ``color`` are how the workbook shows it.
+    method (or that setting) has none; ``display_name``, ``color`` and each hyperparameter's
+    ``meaning`` are how the workbook shows it.
     """
 
     name: str
@@ -96,6 +97,13 @@ class MergeMethod:
             h.check(settings[h.name])
         self.joint_check(settings)
         return settings
+
+    def describe(self) -> str:
+        """A Markdown table of the method's hyperparameters: name, default, meaning."""
+        rows = [f"| `{h.name}` | {'required' if h.default is REQUIRED else f'`{h.default!r}`'} | {h.meaning.replace('|', chr(92) + '|')} |"
+                for h in (*self.hyperparameters, *COMMON)]
+        return "\n".join([f"**{self.display_name}** (`{self.name}`)", "",
+                          "| hyperparameter | default | meaning |", "|---|---|---|", *rows])
 
     def additive_form(self, given: Mapping[str, Any]) -> Additive | None:
         """The :class:`Additive` form of a setting, or ``None`` (no such form, or tensors chosen
