@@ -30,7 +30,13 @@ RUN = ["run_id", "size", "method"]
 
 def subset_scores(frame: pd.DataFrame, *, scope: str = "observed", metric: str = "normalized_accuracy") -> pd.DataFrame:
     """Mean ``metric`` over the scored tasks of each ``(run, method, hyperparameters, subset,
-    split)``; columns ``... n_tasks, score``."""
+    split)``; columns ``... n_tasks, score`` and the setting's typed columns."""
+    return with_settings(_subset_scores(frame, scope=scope, metric=metric))
+
+
+def _subset_scores(frame: pd.DataFrame, *, scope: str, metric: str) -> pd.DataFrame:
+    """:func:`subset_scores` keyed by the settings' JSON only: the choices below type the few
+    rows they return, not every score."""
     if scope not in ("observed", "all"):
         raise ValueError(f"scope must be 'observed' or 'all', got {scope!r}")
     missing = sorted({*RUN, "hyperparameters", "subset", "n_tasks", "split", "observed", metric} - set(frame.columns))
@@ -38,7 +44,7 @@ def subset_scores(frame: pd.DataFrame, *, scope: str = "observed", metric: str =
         raise ValueError(f"records lack column(s) {missing}")
     rows = frame[frame["observed"]] if scope == "observed" else frame
     keys = [*RUN, "hyperparameters", "subset", "n_tasks", "split"]
-    return with_settings(rows.groupby(keys, sort=True)[metric].mean().rename("score").reset_index())
+    return rows.groupby(keys, sort=True)[metric].mean().rename("score").reset_index()
 
 
 def best_per_subset(frame: pd.DataFrame, *, select_split: str = "val", report_split: str = "test",
@@ -47,10 +53,10 @@ def best_per_subset(frame: pd.DataFrame, *, select_split: str = "val", report_sp
     """Per ``(run, method, subset)``: the setting with the best ``select_split`` score, that score
     (``selection_score``) and the same setting's ``report_split`` score (``score``), averaged
     over the tasks of ``report_scope`` (default: ``scope``; ``"all"`` for Fig. 2a)."""
-    scores = subset_scores(frame, scope=scope, metric=metric)
+    scores = _subset_scores(frame, scope=scope, metric=metric)
     reported = scores
     if report_scope is not None and report_scope != scope:
-        reported = subset_scores(frame, scope=report_scope, metric=metric)
+        reported = _subset_scores(frame, scope=report_scope, metric=metric)
     return _choose_then_report(scores, reported, [*RUN, "subset", "n_tasks"], select_split, report_split)
 
 
@@ -58,7 +64,7 @@ def best_per_size(frame: pd.DataFrame, *, select_split: str = "val", report_spli
                   scope: str = "observed", metric: str = "normalized_accuracy") -> pd.DataFrame:
     """Per ``(run, method, n_tasks)``: the one setting with the best mean ``select_split`` score
     over all subsets of that size, and its mean ``report_split`` score over them."""
-    scores = subset_scores(frame, scope=scope, metric=metric)
+    scores = _subset_scores(frame, scope=scope, metric=metric)
     keys = [*RUN, "n_tasks"]
     per_setting = scores.groupby([*keys, "hyperparameters", "split"], sort=True)["score"].mean().reset_index()
     return _choose_then_report(per_setting, per_setting, keys, select_split, report_split)
@@ -74,7 +80,7 @@ def validation_free(frame: pd.DataFrame, order: Sequence[str], *, tuned_on: Iter
     Returns one row per ``(run, method, tuned_on, n_tasks)`` with the setting and its score;
     rows are missing where the records lack a prefix subset.
     """
-    scores = subset_scores(frame, scope=scope, metric=metric)
+    scores = _subset_scores(frame, scope=scope, metric=metric)
     named = [subset_name(prefix) for prefix in prefixes(order)]
     rows = []
     for k in tuned_on:
@@ -99,8 +105,7 @@ def _choose_then_report(selection: pd.DataFrame, report: pd.DataFrame, keys: lis
     (as ``selection_score``) and its ``report_split`` score in ``report`` (as ``score``)."""
     chosen = _argmax(selection[selection["split"] == select_split], keys).rename(columns={"score": "selection_score"})
     reported = report[report["split"] == report_split][[*keys, "hyperparameters", "score"]]
-    chosen = chosen[[*keys, "hyperparameters", "selection_score"]]
-    return with_settings(chosen.merge(reported, on=[*keys, "hyperparameters"], how="left"))
+    return with_settings(chosen.drop(columns="split").merge(reported, on=[*keys, "hyperparameters"], how="left"))
 
 
 def _argmax(scores: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

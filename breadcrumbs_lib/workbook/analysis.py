@@ -120,8 +120,9 @@ def headline(frame: pd.DataFrame, tasks: list[str], *, select_split: str = "val"
          "normalized_accuracy": test.loc[test["method"] == method, "normalized_accuracy"].mean()}
         for method, label, n_tasks in ((ZERO_SHOT, "zero-shot", 0), (FINETUNED, "fine-tuned (one model per task)", 1))])
     merged = frame[(frame["subset"] == everything) & ~frame["method"].isin(BASELINES)]
-    if "beta" in merged.columns:  # beta = gamma = 0 is task arithmetic, not breadcrumbs
-        merged = merged[(merged["method"] != "breadcrumbs") | (merged["beta"] > 0) | (merged["gamma"] > 0)]
+    breadcrumbs = merged["method"] == "breadcrumbs"
+    if breadcrumbs.any():  # beta = gamma = 0 is task arithmetic, not breadcrumbs
+        merged = merged[~breadcrumbs | (masking_variants(merged) != "none")]
     choices = best_per_subset(merged, select_split=select_split, report_split=report_split)
     scored = test[test["subset"] == everything].groupby(["method", "hyperparameters"])[
         ["accuracy", "normalized_accuracy"]].mean().reset_index()
