@@ -195,6 +195,9 @@ def test_task_vectors_are_built_one_at_a_time(monkeypatch, method, hyperparamete
         (lambda b, f: merge(b, f, "task_arithmetic", alpha=1.0, beta=0.9), "unknown hyperparameter\\(s\\) \\['beta'\\]"),
         (lambda b, f: merge(b, f, "task_arithmetic", alpha=float("inf")), "alpha must be a finite"),
         (lambda b, f: merge(b, f, "breadcrumbs", alpha=1.0, beta=1.0, gamma=0.0), "beta must lie in \\[0, 1\\)"),
+        # two bad values: the first in the spec's declaration order (alpha, beta, gamma, ...) is named
+        (lambda b, f: merge(b, f, "breadcrumbs", alpha=1.0, gamma=-0.1, beta=1.5), "beta must lie in \\[0, 1\\)"),
+        (lambda b, f: merge(b, f, "breadcrumbs", gamma=-0.1, beta=0.5, alpha=float("nan")), "alpha must be a finite"),
         (lambda b, f: merge(b, f, "breadcrumbs", alpha=1.0, beta=0.6, gamma=0.4), "beta \\+ gamma must be < 1"),
         (lambda b, f: merge(b, f, "breadcrumbs", alpha=1.0, beta=0.1, gamma=0.1, granularity="col"),
          "unknown granularity 'col'"),

@@ -90,6 +90,26 @@ def test_cosine_schedule_warms_up_then_decays():
     assert values[-1] < 0.01
 
 
+def test_optimizer_is_named_and_built():
+    weight = torch.nn.Parameter(torch.zeros(3))
+    assert isinstance(OptimConfig(steps=1, batch_size=1, lr=0.1).build([weight]), torch.optim.AdamW)
+    sgd = OptimConfig(steps=1, batch_size=1, lr=0.1, optimizer="sgd", momentum=0.5, weight_decay=0.0).build([weight])
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["momentum"] == 0.5
+    with pytest.raises(ValueError, match="unknown optimizer 'adam'"):
+        OptimConfig(steps=1, batch_size=1, lr=0.1, optimizer="adam")
+    with pytest.raises(ValueError, match="invalid optimisation settings"):
+        OptimConfig(steps=1, batch_size=1, lr=0.1, optimizer="sgd", momentum=1.0)
+
+
+def test_the_optimizer_is_part_of_the_cache_key():
+    from dataclasses import replace
+
+    from breadcrumbs_lib.worlds.workbench import finetuning_key
+
+    with_sgd = replace(TINY, finetune=replace(TINY.finetune, optimizer="sgd"))
+    assert finetuning_key(with_sgd) != finetuning_key(TINY)
+
+
 def test_device_preference_is_cuda_then_mps_then_cpu(monkeypatch):
     from breadcrumbs_lib.modeling.devices import pick_device
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from ._accel.selection import NonFiniteValuesError, RankBand, band_mask, find_band, masked_outside_ranks
+from ._accel import NonFiniteValuesError, RankBand, band_mask, find_band, masked_outside_ranks
 
 #: Groups a single tensor can be split into. ``"global"`` (one group over a whole task vector)
 #: is offered by :meth:`breadcrumbs_lib.TaskVector.breadcrumbs_masks`.

@@ -18,8 +18,7 @@ from numbers import Real
 import torch
 from torch import Tensor
 
-from ._accel import cpu_kernels
-from ._accel.selection import RankBand, band_mask, band_masked
+from ._accel import RankBand, band_mask, band_masked, float32_difference
 from .masks import (
     GRANULARITIES,
     breadcrumbs_mask,
@@ -84,7 +83,7 @@ class TaskVector(Mapping[str, Tensor]):
         for key in merged_keys:
             if not finetuned[key].is_floating_point():
                 raise ValueError(f"{name}: tensor {key!r} has dtype {finetuned[key].dtype}, the base has {base[key].dtype}")
-            delta, finite = _float32_difference(finetuned[key], base[key])
+            delta, finite = float32_difference(finetuned[key], base[key])
             if not finite:
                 _raise_non_finite(name, key, base[key], finetuned[key])
             deltas[key] = delta if map_delta is None else map_delta(key, delta)
@@ -288,27 +287,6 @@ def check_coefficient(value: object, name: str) -> None:
     """Raise ``ValueError`` unless ``value`` is a finite real number (bools refused)."""
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
         raise ValueError(f"{name} must be a finite real number, got {value!r}")
-
-
-def _float32_difference(finetuned: Tensor, base: Tensor) -> tuple[Tensor, bool]:
-    """``(delta, finite)``: ``finetuned - base`` in float32, and whether all of it is finite.
-
-    Contiguous float32 CPU tensors take one numba pass that subtracts and counts non-finite
-    entries together (torch needs a subtraction and then a sum); it runs on the thread pool of
-    the numba kernels that mask the delta next, so a merge's per-tensor loop stays on one pool.
-    Other dtypes and devices use torch (fp16/bf16 upcast first).
-    """
-    finetuned, base = finetuned.detach(), base.detach()
-    if (finetuned.dtype == base.dtype == torch.float32 and finetuned.device.type == base.device.type == "cpu"
-            and finetuned.is_contiguous() and base.is_contiguous()):
-        delta = torch.empty(finetuned.shape, dtype=torch.float32)
-        non_finite = cpu_kernels.subtract_counting_non_finite(
-            finetuned.reshape(-1).numpy(), base.reshape(-1).numpy(), delta.view(-1).numpy(),
-            cpu_kernels.n_chunks(delta.numel()),
-        )
-        return delta, non_finite == 0
-    delta = finetuned.to(torch.float32) - base.to(torch.float32)
-    return delta, math.isfinite(float(delta.sum())) or bool(torch.isfinite(delta).all())
 
 
 def _raise_non_finite(name: str, key: str, base: Tensor, finetuned: Tensor) -> None:

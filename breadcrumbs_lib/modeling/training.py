@@ -22,19 +22,39 @@ from .devices import bf16_autocast
 from .models import ImageClassifier
 
 
+#: The optimisers an :class:`OptimConfig` can name.
+OPTIMIZERS = ("adamw", "sgd")
+
+
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with a cosine schedule after ``warmup_steps`` of linear warm-up."""
+    """An optimiser with a cosine schedule after ``warmup_steps`` of linear warm-up.
+
+    ``optimizer`` is ``"adamw"`` (the paper's: AdamW with decoupled weight decay
+    ``weight_decay``; ``momentum`` unused) or ``"sgd"`` (heavy-ball SGD with ``momentum`` and L2
+    weight decay ``weight_decay``, as ``torch.optim.SGD``); ``lr`` is the peak learning rate.
+    """
 
     steps: int
     batch_size: int
     lr: float
     weight_decay: float = 0.1
     warmup_steps: int = 0
+    optimizer: str = "adamw"
+    momentum: float = 0.9
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or not self.lr > 0 or not 0 <= self.warmup_steps <= self.steps:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {list(OPTIMIZERS)}")
+        if (self.steps < 1 or self.batch_size < 1 or not self.lr > 0 or not 0 <= self.warmup_steps <= self.steps
+                or self.weight_decay < 0 or not 0 <= self.momentum < 1):
             raise ValueError(f"invalid optimisation settings: {self}")
+
+    def build(self, parameters) -> torch.optim.Optimizer:
+        """The optimiser this config names, on ``parameters``, at the peak learning rate."""
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(parameters, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        return torch.optim.AdamW(parameters, lr=self.lr, weight_decay=self.weight_decay)
 
 
 def cosine_with_warmup(step: int, config: OptimConfig) -> float:
@@ -53,9 +73,10 @@ def _optimise(
     description: str,
     after_step: Callable[[], None] | None = None,
 ) -> list[float]:
-    """``config.steps`` AdamW steps on ``parameters`` with the cosine-with-warm-up schedule,
-    each on the loss ``next_loss()`` computes for the next batch; returns every step's loss."""
-    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    """``config.steps`` steps of ``config``'s optimiser on ``parameters`` with the
+    cosine-with-warm-up schedule, each on the loss ``next_loss()`` computes for the next batch;
+    returns every step's loss."""
+    optimizer = config.build(parameters)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_with_warmup(step, config))
     losses = []
     for _ in tqdm(range(config.steps), desc=description, leave=False):

@@ -85,7 +85,8 @@ class MergeMethod:
 
     def complete(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """``given`` with the defaults filled in, after checking every name and value
-        (``ValueError`` for an unknown or missing name, or a bad value)."""
+        (``ValueError`` for an unknown or missing name, or a bad value; values are checked in
+        declaration order, whatever the order of ``given``, so the first bad one is named)."""
         unknown = [name for name in given if name not in self.accepted]
         if unknown:
             raise ValueError(f"unknown hyperparameter(s) {unknown} for method {self.name!r}; it accepts {list(self.accepted)}")

@@ -1,0 +1,31 @@
+"""The fine-tuned-minus-base difference of one tensor, in float32, with a finiteness check."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .cpu_kernels import n_chunks, subtract_counting_non_finite
+
+
+def float32_difference(finetuned: Tensor, base: Tensor) -> tuple[Tensor, bool]:
+    """``(delta, finite)``: ``finetuned - base`` in float32, and whether all of it is finite.
+
+    Contiguous float32 CPU tensors take one numba pass that subtracts and counts non-finite
+    entries together (torch needs a subtraction and then a sum); it runs on the thread pool of
+    the numba kernels that mask the delta next, so a merge's per-tensor loop stays on one pool.
+    Other dtypes and devices use torch (fp16/bf16 upcast first).
+    """
+    finetuned, base = finetuned.detach(), base.detach()
+    if (finetuned.dtype == base.dtype == torch.float32 and finetuned.device.type == base.device.type == "cpu"
+            and finetuned.is_contiguous() and base.is_contiguous()):
+        delta = torch.empty(finetuned.shape, dtype=torch.float32)
+        non_finite = subtract_counting_non_finite(
+            finetuned.reshape(-1).numpy(), base.reshape(-1).numpy(), delta.view(-1).numpy(),
+            n_chunks(delta.numel()),
+        )
+        return delta, non_finite == 0
+    delta = finetuned.to(torch.float32) - base.to(torch.float32)
+    return delta, math.isfinite(float(delta.sum())) or bool(torch.isfinite(delta).all())
