@@ -2,8 +2,8 @@
 
 Builds each size's image encoder (random weights, nothing downloaded), times one AdamW training
 step on a batch of 128 32x32 images (best of ``--repeats``) and inference on 1,000 images, and
-prints each as a multiple of B-32: the figures notebook 06 and the README quote for the cost of
-the scale study (the larger two cost about 1.5x and 2.2x per training step).
+prints each as a multiple of B-32: the figures the README quotes for the cost of the scale study
+(notebook 06).
 
     .venv/bin/python benchmarks/bench_sizes.py [--repeats 5]
 """

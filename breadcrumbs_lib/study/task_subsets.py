@@ -1,8 +1,8 @@
 """Subsets of tasks, named and ordered the way sweeps walk them.
 
-A subset is a tuple of task names in the preset's task order (the paper's Table 1 order), so
-``("digits", "signs")`` and ``("signs", "digits")`` are the same subset, written one way. The
-merged model of a subset adds the task vectors in that order.
+A subset is a tuple of task names in the preset's task order (Table 1's for ``paper``, the
+world's own for ``mini``), so ``("digits", "signs")`` and ``("signs", "digits")`` are the same
+subset, written one way. The merged model of a subset adds the task vectors in that order.
 
 :func:`all_subsets` lists the ``2^T - 1`` non-empty subsets in *depth-first prefix order*:
 ``(a,), (a, b), (a, b, c), (a, c), (b,), (b, c), (c,)``. Every subset after the first extends an

@@ -3,7 +3,7 @@
 * :func:`layer_table`: per tensor of a task vector, its size, the two cut magnitudes of the
   Breadcrumbs band and the share of entries the mask keeps.
 * :func:`overlap_matrix` / :func:`cosine_matrix`: how the kept entries of different tasks overlap
-  (Jaccard index) and how aligned the vectors are (cosine similarity, section 4.6).
+  (Jaccard index) and how aligned the vectors are (cosine similarity: an addition, the paper argues interference in section 3 without measuring it).
 * :func:`pair_outcomes`: for every merged pair of tasks, each task's normalized accuracy under
   the pair's best setting, and whether the merged model beats both fine-tuned models (Fig. 5).
 * :func:`masking_variants`: which masking ablation (Fig. 6) each Breadcrumbs setting is.

@@ -28,7 +28,8 @@ class MiniPretraining:
 
 @dataclass(frozen=True)
 class Preset:
-    """What a run uses: tasks (in the paper's order of Table 1), model per size, training recipe."""
+    """What a run uses: tasks (in the order that subsets and prefixes follow: Table 1's for
+    ``paper``, the world's own for ``mini``), model per size, training recipe."""
 
     name: str
     tasks: tuple[str, ...]
