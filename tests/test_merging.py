@@ -72,6 +72,7 @@ def test_alpha_zero_returns_the_base_for_every_method():
         "task_arithmetic": {},
         "breadcrumbs": {"beta": 0.5, "gamma": 0.1},
         "ties": {"density": 0.3},
+        "breadcrumbs_ties": {"beta": 0.5, "gamma": 0.1},
         "dare": {"p": 0.5},
     }
     for method, extra in settings.items():
@@ -115,6 +116,26 @@ def test_ties_disagreeing_signs_cancel_to_the_majority():
     merged = merge(base, finetuned, "ties", alpha=1.0, density=1.0)
     # entry 0: sum +3 -> mean of 1, 3; entry 1: mean of -1, -1; entry 2: sum +0.5 -> only 2
     assert merged["w"].tolist() == [2.0, -1.0, 2.0]
+
+
+@given(st.integers(2, 4), st.integers(0, 30), st.sampled_from([0.0, 0.3, 0.8]))
+def test_breadcrumbs_ties_without_a_top_cut_is_ties(n_tasks, seed, beta):
+    base, finetuned = models(n_tasks, seed)
+    ours = merge(base, finetuned, "breadcrumbs_ties", alpha=0.7, beta=beta, gamma=0.0, granularity="global")
+    ties = merge(base, finetuned, "ties", alpha=0.7, density=1.0 - beta)
+    for key in base:
+        torch.testing.assert_close(ours[key], ties[key], atol=0, rtol=0)
+
+
+def test_breadcrumbs_ties_elects_signs_among_the_breadcrumbs():
+    base = {"w": torch.zeros(4)}
+    # per task, beta = gamma = 0.25 drops the smallest and the largest |tau| of the four entries
+    finetuned = [{"w": torch.tensor([9.0, 2.0, -3.0, 0.5])},    # keeps 2, -3
+                 {"w": torch.tensor([-1.0, -4.0, 5.0, 0.1])},   # keeps -1, -4
+                 {"w": torch.tensor([0.2, 3.0, -1.0, 8.0])}]    # keeps 3, -1
+    merged = merge(base, finetuned, "breadcrumbs_ties", alpha=1.0, beta=0.25, gamma=0.25)
+    # entry 0: only -1 kept; 1: 2 - 4 + 3 > 0, mean of 2, 3; 2: -3 - 1 < 0, mean of -3, -1; 3: nothing kept
+    assert merged["w"].tolist() == [-1.0, 2.5, -2.0, 0.0]
 
 
 def test_dare_drops_and_rescales_reproducibly():
@@ -202,6 +223,7 @@ def test_task_vectors_are_built_one_at_a_time(monkeypatch, method, hyperparamete
         (lambda b, f: merge(b, f, "breadcrumbs", alpha=1.0, beta=0.1, gamma=0.1, granularity="col"),
          "unknown granularity 'col'"),
         (lambda b, f: merge(b, f, "ties", alpha=1.0, density=0.0), "density must lie in \\(0, 1\\]"),
+        (lambda b, f: merge(b, f, "breadcrumbs_ties", alpha=1.0, beta=0.6, gamma=0.4), "beta \\+ gamma must be < 1"),
         (lambda b, f: merge(b, f, "dare", alpha=1.0, p=1.0), "drop rate p must lie in \\[0, 1\\)"),
         (lambda b, f: merge(b, f, "dare", alpha=1.0, p=0.1, seed=-1), "seed must be a non-negative"),
         (lambda b, f: merge(b, [], "task_arithmetic", alpha=1.0), "empty list"),

@@ -78,6 +78,7 @@ SETTINGS = [
     ("breadcrumbs", {"alpha": 0.5, "beta": 0.3, "gamma": 0.1, "granularity": "row"}),
     ("breadcrumbs", {"alpha": 1.0, "beta": 0.5, "gamma": 0.0, "granularity": "global"}),
     ("ties", {"alpha": 0.8, "density": 0.4}),
+    ("breadcrumbs_ties", {"alpha": 0.8, "beta": 0.5, "gamma": 0.05}),
     ("dare", {"alpha": 0.5, "p": 0.3, "seed": 3}),
     ("breadcrumbs", {"alpha": 0.5, "beta": 0.3, "gamma": 0.1, "exclude": ["*.bias"]}),
 ]

@@ -28,7 +28,7 @@ def merge(
         base: the pre-trained state dict ``theta`` (or a checkpoint path).
         finetuned: fine-tuned state dicts ``theta'_t`` (or checkpoint paths, loaded one at a time).
         method: one of :data:`METHODS`: ``"task_arithmetic"``, ``"breadcrumbs"``, ``"average"``,
-            ``"ties"``, ``"dare"``.
+            ``"ties"``, ``"breadcrumbs_ties"``, ``"dare"``.
         **hyperparameters: the method's keyword arguments (see each function); every method also
             takes ``include`` / ``exclude`` glob patterns choosing which tensors are merged.
 

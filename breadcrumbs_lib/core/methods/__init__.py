@@ -10,6 +10,8 @@ All share one shape: ``theta* = theta + alpha * combine(tau_1, ..., tau_T)`` whe
 ``ties``              trim each tau_t to its top ``density`` share by |tau|, elect a sign per
                       entry from the summed trimmed mass, average the entries that agree
                       with it (disjoint mean)                               (Yadav et al.)
+``breadcrumbs_ties``  TIES' sign election and disjoint mean over the breadcrumbs
+                      ``m_t(beta, gamma) * tau_t`` instead of TIES' trim     (as in mergekit)
 ``dare``              ``sum_t (d_t * tau_t) / (1 - p)``, ``d_t`` Bernoulli(1 - p) per entry
                       (random drop-and-rescale)                            (Yu et al.)
 ====================  =====================================================================
@@ -17,9 +19,9 @@ All share one shape: ``theta* = theta + alpha * combine(tau_1, ..., tau_T)`` whe
 To add a method: write its module (the function and its ``SPEC``) and list the spec below.
 """
 
-from . import average, breadcrumbs, dare, task_arithmetic, ties
+from . import average, breadcrumbs, breadcrumbs_ties, dare, task_arithmetic, ties
 from .spec import MergeMethod
 
 #: name -> spec, in the order tables and legends show them.
 METHODS: dict[str, MergeMethod] = {spec.name: spec for spec in (
-    task_arithmetic.SPEC, breadcrumbs.SPEC, average.SPEC, ties.SPEC, dare.SPEC)}
+    task_arithmetic.SPEC, breadcrumbs.SPEC, average.SPEC, ties.SPEC, breadcrumbs_ties.SPEC, dare.SPEC)}

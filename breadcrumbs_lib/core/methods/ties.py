@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -34,19 +34,37 @@ def ties(
     3. Disjoint mean: ``tau_m = sum_{t: sign(trimmed_t) = s} trimmed_t / #{t: sign(trimmed_t) = s}``
        (zero entries never agree; an entry no task agrees on stays 0).
 
-    Two passes over the fine-tuned models (elect, then average) keep memory at one task vector.
+    Steps 2 and 3 are :func:`sign_elected_merge`, which ``breadcrumbs_ties`` shares.
     """
     check_density(density)
     check_granularity(granularity, GRANULARITIES)
-    trim = masking(1.0 - density, 0.0, granularity)
+    return sign_elected_merge(base, finetuned, alpha, masking(1.0 - density, 0.0, granularity),
+                              include=include, exclude=exclude)
 
-    def trimmed_vectors() -> Iterable[TaskVector]:
-        return iter_task_vectors(base, finetuned, include=include, exclude=exclude, **trim)
 
-    elected = {key: total.sign() for key, total in TaskVector.sum_of(trimmed_vectors()).items()}
+def sign_elected_merge(
+    base: Mapping[str, Tensor],
+    finetuned: Sequence[StateDictSource],
+    alpha: float,
+    mask: Mapping[str, Callable],
+    *,
+    include: Patterns = None,
+    exclude: Patterns = None,
+) -> StateDict:
+    """Steps 2 and 3 of TIES on task vectors masked by ``mask`` (a
+    :func:`.breadcrumbs.masking` argument): elect ``s = sign(sum_t masked_t)`` per entry, average
+    the masked entries that agree with it, and return ``theta + alpha * tau_m``.
+
+    Two passes over the fine-tuned models (elect, then average) keep memory at one task vector.
+    """
+
+    def masked_vectors() -> Iterable[TaskVector]:
+        return iter_task_vectors(base, finetuned, include=include, exclude=exclude, **mask)
+
+    elected = {key: total.sign() for key, total in TaskVector.sum_of(masked_vectors()).items()}
     agreeing_sum = {key: torch.zeros_like(sign) for key, sign in elected.items()}
     agreeing_count = {key: torch.zeros_like(sign) for key, sign in elected.items()}
-    for vector in trimmed_vectors():
+    for vector in masked_vectors():
         for key, delta in vector.items():
             agrees = (delta.sign() == elected[key]) & (delta != 0)
             agreeing_sum[key].add_(delta * agrees)
