@@ -211,7 +211,7 @@ def test_task_vectors_are_built_one_at_a_time(monkeypatch, method, hyperparamete
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda b, f: merge(b, f, "fisher", alpha=1.0), "unknown merge method 'fisher'"),
+        (lambda b, f: merge(b, f, "regmean", alpha=1.0), "unknown merge method 'regmean'"),
         (lambda b, f: merge(b, f, "breadcrumbs", alpha=1.0, beta=0.9), "needs hyperparameter\\(s\\) \\['gamma'\\]"),
         (lambda b, f: merge(b, f, "task_arithmetic", alpha=1.0, beta=0.9), "unknown hyperparameter\\(s\\) \\['beta'\\]"),
         (lambda b, f: merge(b, f, "task_arithmetic", alpha=float("inf")), "alpha must be a finite"),
@@ -260,11 +260,13 @@ def test_incompatible_models_are_named():
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_each_spec_declares_exactly_its_functions_keywords_and_defaults(name):
+def test_each_spec_declares_exactly_its_functions_keywords_inputs_and_defaults(name):
     spec = METHODS[name]
     parameters = inspect.signature(spec.function).parameters.values()
     keywords = {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    assert spec.name == name and set(spec.accepted) == set(keywords)
+    assert spec.name == name and set(spec.accepted).isdisjoint(spec.inputs)
+    assert set(spec.accepted) | set(spec.inputs) == set(keywords)
+    assert all(keywords[data] is inspect.Parameter.empty for data in spec.inputs)  # data is never optional
     for hyperparameter in (*spec.hyperparameters, *COMMON):
         expected = REQUIRED if keywords[hyperparameter.name] is inspect.Parameter.empty else keywords[hyperparameter.name]
         assert hyperparameter.default is expected or hyperparameter.default == expected, hyperparameter.name

@@ -51,6 +51,21 @@ def test_a_second_run_reuses_the_cache_and_recompute_rebuilds(tiny_bench):
         assert torch.equal(rebuilt.finetuned["signs"][key], value)
 
 
+def test_fishers_are_cached_beside_the_models_and_dropped_when_a_model_is_rebuilt(tmp_path):
+    bench = prepare(TINY, "B-32", tasks=["signs"], cache_dir=tmp_path, device="cpu")
+    fisher = bench.fisher("signs")
+    assert fisher.keys() == bench.base.keys() and all((value >= 0).all() for value in fisher.values())
+    assert "Fisher of signs" in bench.seconds
+    path = bench.fisher_folder() / "signs.safetensors"
+    assert path.exists() and bench.fisher_folder().parent == bench.folder
+    again = prepare(TINY, "B-32", tasks=["signs"], cache_dir=tmp_path, device="cpu")
+    assert all(torch.equal(again.fisher("signs")[key], value) for key, value in fisher.items())
+    assert "Fisher of signs" not in again.seconds  # loaded, not estimated
+    assert again.fisher_seconds["signs"] == pytest.approx(bench.fisher_seconds["signs"], abs=1e-3)  # from its metadata
+    prepare(TINY, "B-32", tasks=["signs"], cache_dir=tmp_path, device="cpu", recompute=True)
+    assert not path.exists()  # a rebuilt model's Fisher is estimated again when asked for
+
+
 def test_an_interrupted_run_leaves_only_whole_checkpoints(tmp_path, monkeypatch):
     from breadcrumbs_lib.worlds import workbench
 

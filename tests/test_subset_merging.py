@@ -129,4 +129,4 @@ def test_bad_requests_name_the_problem():
     with pytest.raises(ValueError, match="beta must lie in"):
         merger.merged(("a",), "breadcrumbs", {"alpha": 0.5, "beta": 1.5, "gamma": 0.0})
     with pytest.raises(ValueError, match="unknown merge method"):
-        merger.merged(("a",), "fisher", {})
+        merger.merged(("a",), "regmean", {})

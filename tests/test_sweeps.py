@@ -183,7 +183,7 @@ def test_results_of_other_checkpoints_are_kept_apart(cache):
 
 
 @pytest.mark.parametrize("sweep, message", [
-    (Sweep("fisher"), "unknown merge method"),
+    (Sweep("regmean"), "unknown merge method"),
     (Sweep("breadcrumbs", grid(alpha=0.3, beta=1.2, gamma=0.0)), "beta must lie in"),
     (Sweep("task_arithmetic", grid(alpha=0.3), splits=("val", "holdout")), "unknown split"),
     (Sweep("task_arithmetic", grid(alpha=0.3), subsets=[["signs", "mnist"]]), "unknown task"),

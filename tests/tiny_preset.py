@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from breadcrumbs_lib.worlds.presets import MINI, MiniPretraining
+from breadcrumbs_lib.modeling.fisher import FisherConfig
 from breadcrumbs_lib.modeling.training import OptimConfig
 
 TINY = dataclasses.replace(
@@ -13,6 +14,7 @@ TINY = dataclasses.replace(
     name="tiny",
     finetune=OptimConfig(steps=6, batch_size=16, lr=1e-3, warmup_steps=2),
     split_sizes={"train": 4, "val": 2, "test": 3},
+    fisher=FisherConfig(examples=8),
     pretraining=MiniPretraining(corpus_per_class=2, optim=OptimConfig(steps=6, batch_size=32, lr=1e-3, warmup_steps=1)),
 )
 

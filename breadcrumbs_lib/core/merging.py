@@ -28,9 +28,11 @@ def merge(
         base: the pre-trained state dict ``theta`` (or a checkpoint path).
         finetuned: fine-tuned state dicts ``theta'_t`` (or checkpoint paths, loaded one at a time).
         method: one of :data:`METHODS`: ``"task_arithmetic"``, ``"breadcrumbs"``, ``"average"``,
-            ``"ties"``, ``"breadcrumbs_ties"``, ``"dare"``.
+            ``"ties"``, ``"breadcrumbs_ties"``, ``"dare"``, ``"fisher"``.
         **hyperparameters: the method's keyword arguments (see each function); every method also
-            takes ``include`` / ``exclude`` glob patterns choosing which tensors are merged.
+            takes ``include`` / ``exclude`` glob patterns choosing which tensors are merged. A
+            method that needs data besides the weights takes it here too, one item per
+            fine-tuned model (``fisher``: ``fishers=[...]``, see its spec's ``inputs``).
 
     Returns:
         a new state dict with the base's keys and dtypes. Tensors not merged (integer buffers,
@@ -41,12 +43,16 @@ def merge(
             empty model list, or incompatible models (keys, shapes, dtypes, non-finite values).
     """
     spec = method_spec(method)
+    inputs = {name: hyperparameters.pop(name) for name in spec.inputs if name in hyperparameters}
     spec.complete(hyperparameters)
+    missing = [name for name in spec.inputs if name not in inputs]
+    if missing:
+        raise ValueError(f"method {method!r} needs {missing} besides the weights: one per fine-tuned model")
     if isinstance(finetuned, (str, bytes, Mapping)) or not isinstance(finetuned, Sequence):
         raise ValueError("finetuned must be a list of state dicts or checkpoint paths")
     if len(finetuned) == 0:
         raise ValueError("cannot merge an empty list of fine-tuned models")
-    return spec.function(resolve_state_dict(base), finetuned, **hyperparameters)
+    return spec.function(resolve_state_dict(base), finetuned, **hyperparameters, **inputs)
 
 
 def method_spec(method: str) -> MergeMethod:

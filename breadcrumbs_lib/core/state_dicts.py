@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Union
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -54,6 +55,15 @@ def load_state_dict(path: str | os.PathLike, *, check_finite: bool = True) -> St
     if check_finite:
         check_all_finite(state, source=str(path))
     return state
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The text metadata of a ``.safetensors`` file (empty if it has none), without its tensors."""
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        raise ValueError(f"{path}: not a .safetensors file")
+    with safe_open(str(path), framework="pt") as handle:
+        return dict(handle.metadata() or {})
 
 
 def resolve_state_dict(source: StateDictSource, *, check_finite: bool = True) -> Mapping[str, Tensor]:

@@ -20,14 +20,15 @@ can be shared between merges:
 Because a partial sum is only ever extended (never "un-added"), each sum is the same
 left-to-right float32 sum that :func:`breadcrumbs_lib.merge` forms: the merged weights are bit
 for bit those of ``merge(base, [theta'_t for t in S], method, ...)``, whatever order the subsets
-come in. Other methods (TIES, DARE, or any ``include``/``exclude`` pattern) go through
-:func:`breadcrumbs_lib.merge` itself.
+come in. Other methods (TIES, DARE, Fisher merging, or any ``include``/``exclude`` pattern) go
+through :func:`breadcrumbs_lib.merge` itself, with the data a method needs besides the weights
+(its spec's ``inputs``, e.g. Fisher merging's ``fishers``) from the merger's ``inputs`` provider.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import Tensor
@@ -47,13 +48,15 @@ class SubsetMerger:
 
     ``cache_bytes`` bounds the cache of per-task vectors ``f(tau_t)``; the stack of partial sums
     (at most one vector per task) comes on top of it. ``computed`` counts the vectors formed
-    (cache misses).
+    (cache misses). ``inputs(name, task)`` gives a method's per-model data (see the module
+    docstring); without it, such methods cannot be merged.
     """
 
     def __init__(self, base: Mapping[str, Tensor], finetuned: Mapping[str, Mapping[str, Tensor]],
-                 *, cache_bytes: int = DEFAULT_CACHE_BYTES):
+                 *, cache_bytes: int = DEFAULT_CACHE_BYTES, inputs: Callable[[str, str], Any] | None = None):
         self.base = base
         self.finetuned = finetuned
+        self.inputs = inputs
         self.cache_bytes = cache_bytes
         self.computed = 0
         self._cache: OrderedDict[tuple[str, tuple], TaskVector] = OrderedDict()
@@ -73,12 +76,16 @@ class SubsetMerger:
 
     def merged(self, subset: Subset, method: str, hyperparameters: Mapping[str, Any]) -> StateDict:
         """Exactly ``merge(base, [finetuned[t] for t in subset], method, **hyperparameters)``."""
-        form = method_spec(method).additive_form(hyperparameters)
+        spec = method_spec(method)
+        form = spec.additive_form(hyperparameters)
         unknown = [task for task in subset if task not in self.finetuned]
         if unknown or not subset:
             raise ValueError(f"cannot merge subset {subset}: no fine-tuned model for {unknown or 'an empty subset'}")
         if form is None:
-            return merge(self.base, [self.finetuned[task] for task in subset], method, **hyperparameters)
+            if spec.inputs and self.inputs is None:
+                raise ValueError(f"method {method!r} needs {list(spec.inputs)}, and this merger has no inputs provider")
+            data = {name: [self.inputs(name, task) for task in subset] for name in spec.inputs}
+            return merge(self.base, [self.finetuned[task] for task in subset], method, **hyperparameters, **data)
         total = self._subset_sum(subset, form)
         return total.apply_to(self.base, 1.0 / len(subset) if form.alpha is None else form.alpha)
 

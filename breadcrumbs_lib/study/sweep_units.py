@@ -140,7 +140,8 @@ class _Worker:
         for split in evaluation_splits(self.bench):
             splits = {task: self.bench.splits[task][split] for task in self.bench.tasks}
             self.evaluators[split] = Evaluator(classifier, self.bench.heads, splits)
-        self.merger = SubsetMerger(self.bench.base, self.bench.finetuned, cache_bytes=context.cache_bytes)
+        self.merger = SubsetMerger(self.bench.base, self.bench.finetuned, cache_bytes=context.cache_bytes,
+                                   inputs=lambda name, task: model_input(self.bench, name, task))
 
     def run(self, unit: Unit) -> UnitResult:
         start = time.perf_counter()
@@ -164,6 +165,17 @@ class _Worker:
             (task,) = unit.subset
             return self.bench.finetuned[task]
         return self.merger.merged(unit.subset, unit.method, unit.settings)
+
+
+#: The data a merge method may need besides the weights (a spec's ``inputs``), from a workbench.
+MODEL_INPUTS = {"fishers": Workbench.fisher}
+
+
+def model_input(bench: Workbench, name: str, task: str) -> Any:
+    """``bench``'s item of the merge input ``name`` for ``task``'s model (e.g. its Fisher)."""
+    if name not in MODEL_INPUTS:
+        raise ValueError(f"no workbench provides the merge input {name!r}; it provides {sorted(MODEL_INPUTS)}")
+    return MODEL_INPUTS[name](bench, task)
 
 
 def evaluation_splits(bench: Workbench) -> list[str]:

@@ -7,7 +7,8 @@
 :func:`run_sweep`
 
 1. prepares the workbench once in the calling process (building the cache if needed, so that
-   workers only ever load it) and registers the run, identified by the checkpoints' digests;
+   workers only ever load it; the same for data a method needs besides the weights, such as
+   Fisher merging's Fishers) and registers the run, identified by the checkpoints' digests;
 2. evaluates the fine-tuned models (the normalisers), then the zero-shot model and every merged
    model: one :class:`.sweep_units.Unit` per ``(method, hyperparameters, subset)``, submitted to
    a standard :class:`concurrent.futures.Executor`;
@@ -43,7 +44,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..core.merging import check_hyperparameters
+from ..core.merging import check_hyperparameters, method_spec
 from ..core.state_dicts import state_dict_digest
 from ..worlds.workbench import Workbench, artifact_key
 from .results_store import ResultsStore, RunIdentity, default_store_path, hyperparameters_key, records_for
@@ -55,6 +56,7 @@ from .sweep_units import (
     UnitResult,
     evaluate_unit,
     evaluation_splits,
+    model_input,
     workbench_for,
 )
 from .task_subsets import all_subsets, canonical, parse_subset_name, subset_name
@@ -160,6 +162,7 @@ def run_sweep(
         sweep.check_splits(evaluation_splits(bench))
     store = store if isinstance(store, ResultsStore) else ResultsStore(store or default_store_path(context.preset.name))
     run_id = store.register_run(run_identity(context, bench))
+    _prepare_inputs(sweeps, bench)
 
     baselines = [Unit(FINETUNED, (), (task,), (task,), tuple(splits)) for task in bench.tasks]
     merged = [Unit(ZERO_SHOT, (), (), tuple(bench.tasks), tuple(splits))]
@@ -172,6 +175,14 @@ def run_sweep(
     frame = store.frame(run_id)
     keys = zip(frame["method"], frame["hyperparameters"], frame["subset"], frame["scored_task"], frame["split"])
     return frame[[key in wanted for key in keys]].reset_index(drop=True)
+
+
+def _prepare_inputs(sweeps: Sequence[Sweep], bench: Workbench) -> None:
+    """Compute (and cache) in this process the data the sweeps' methods need besides the weights
+    (e.g. the Fishers), so that workers only ever load it."""
+    for name in sorted({name for sweep in sweeps for name in method_spec(sweep.method).inputs}):
+        for task in tqdm(bench.tasks, desc=f"merge inputs: {name}", leave=False):
+            model_input(bench, name, task)
 
 
 def run_selection_sweep(

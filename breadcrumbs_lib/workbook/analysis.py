@@ -7,11 +7,13 @@
 * :func:`pair_outcomes`: for every merged pair of tasks, each task's normalized accuracy under
   the pair's best setting, and whether the merged model beats both fine-tuned models (Fig. 5).
 * :func:`masking_variants`: which masking ablation (Fig. 6) each Breadcrumbs setting is.
-* :func:`headline`: the 8-task (all-task) numbers of each method under its best setting.
+* :func:`headline`: the 8-task (all-task) numbers of each method under its best setting;
+  :func:`chosen_settings` reads the settings back from it, as a method's keyword arguments.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 import numpy as np
@@ -130,3 +132,10 @@ def headline(frame: pd.DataFrame, tasks: list[str], *, select_split: str = "val"
         scored, on=["method", "hyperparameters"], how="left")
     chosen.insert(0, "model", [f"{method}, {len(tasks)} tasks" for method in chosen["method"]])
     return pd.concat([baselines, chosen], ignore_index=True)
+
+
+def chosen_settings(table: pd.DataFrame) -> dict[str, dict[str, object]]:
+    """Method -> its chosen hyperparameters, from the merged rows of a :func:`headline` table
+    (the zero-shot and fine-tuned rows have none)."""
+    merged = table[~table["method"].isin(BASELINES)]
+    return {row.method: json.loads(row.hyperparameters) for row in merged.itertuples(index=False)}

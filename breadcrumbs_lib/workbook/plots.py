@@ -176,3 +176,18 @@ def ablation_violins(scores: pd.DataFrame, title: str, *, by: str = "variant",
     ax.set(xlabel="", ylabel="normalized accuracy", title=title)
     fig.tight_layout()
     return fig
+
+
+def cost_bars(costs: pd.DataFrame, title: str) -> Figure:
+    """Seconds to build a merge and to add one task, per method (its colour), one panel each;
+    ``costs`` has a ``where`` column (e.g. measured on ``mini`` / estimated for ``paper``) that
+    separates the bar groups. Log scale: the methods differ by orders of magnitude."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, column in zip(axes, ["seconds to build", "seconds to add one"]):
+        sns.barplot(costs, x="where", y=column, hue="method", palette=METHOD_COLORS, ax=ax)
+        ax.set(yscale="log", xlabel="", ylabel="seconds (log scale)", title=column)
+        ax.get_legend().remove()
+    axes[-1].legend(*axes[0].get_legend_handles_labels(), fontsize="small", loc="upper left", bbox_to_anchor=(1, 1))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

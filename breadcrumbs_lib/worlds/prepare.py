@@ -58,5 +58,6 @@ def prepare(
     options = WorldOptions(data_root, dict(weights or {}), finetuned_dir, download)
     bench, folder = BUILDERS[preset.world](preset, size, tasks, seed=seed, device=device, cache_dir=Path(cache_dir),
                                            folder=folder, recompute=recompute, options=options)
-    finetune_missing(bench, folder / f"finetuned-{finetuning_key(preset)}", recompute, seed)
+    bench.folder, bench.seed = folder / f"finetuned-{finetuning_key(preset)}", seed
+    finetune_missing(bench, bench.folder, recompute, seed)
     return bench

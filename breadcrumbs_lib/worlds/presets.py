@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..modeling.fisher import FisherConfig
 from ..modeling.training import OptimConfig
 from .mini.tasks import MINI_TASKS
 from .paper.tasks import PAPER_TASKS
@@ -38,6 +39,7 @@ class Preset:
     split_sizes: dict[str, int] = field(default_factory=dict)  # mini: images per class per split
     pretraining: MiniPretraining | None = None
     world: str = "mini"  # which world builds it: "mini" (generated here) or "paper" (see worlds.prepare)
+    fisher: FisherConfig = FisherConfig()  # how Fisher merging estimates each model's Fisher
 
     def model_name(self, size: str) -> str:
         if size not in self.model_names:
@@ -75,6 +77,7 @@ SMOKE = Preset(
     model_names=MINI.model_names,
     finetune=OptimConfig(steps=120, batch_size=64, lr=3e-3, weight_decay=0.1, warmup_steps=12),
     split_sizes={"train": 40, "val": 8, "test": 8},
+    fisher=FisherConfig(examples=32),
     pretraining=MiniPretraining(corpus_per_class=8, optim=OptimConfig(steps=60, batch_size=128, lr=2e-3,
                                                                       weight_decay=0.1, warmup_steps=6)),
 )

@@ -3,9 +3,11 @@
 A :class:`Workbench` holds one preset and model size: the foundation, the frozen zero-shot heads,
 the splits, and the fine-tuned image encoders. Every artifact is cached under
 ``<cache_dir>/<preset>/<size>/<foundation key>/`` (the foundation) and its
-``finetuned-<fine-tuning key>/`` folder (one safetensors file per task), where each key hashes
-everything that determines it (model config, recipe, seed, data version); writes are atomic, so
-an interrupted run never leaves a checkpoint that loads wrong.
+``finetuned-<fine-tuning key>/`` folder (one safetensors file per task), with the Fishers of the
+fine-tuned models (for Fisher merging, estimated when first asked for) in its
+``fisher-<Fisher key>/`` folder, where each key hashes everything that determines it (model
+config, recipe, seed, data version, Fisher recipe); writes are atomic, so an interrupted run
+never leaves a checkpoint that loads wrong.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..core.state_dicts import StateDict, load_state_dict, save_state_dict
+from ..core.state_dicts import StateDict, load_state_dict, read_metadata, save_state_dict
 from ..modeling.data import Images
+from ..modeling.fisher import diagonal_fisher
 from ..modeling.models import MODEL_CONFIG_DIR, ImageClassifier
 from ..modeling.training import finetune
 from .mini.data import MINI_DATA_VERSION
@@ -44,6 +47,10 @@ class Workbench:
     finetuned: dict[str, StateDict]  # task -> fine-tuned image-encoder weights: theta'_t
     curves: dict[str, list[float]] = field(default_factory=dict)  # "pretraining" / task -> loss per step
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of what was computed this run
+    folder: Path | None = None  # where the fine-tuned models are cached (None: nothing is cached)
+    seed: int = 0
+    fishers: dict[str, StateDict] = field(default_factory=dict)  # task -> Fisher of theta'_t, once asked for
+    fisher_seconds: dict[str, float] = field(default_factory=dict)  # task -> seconds its Fisher took to estimate
 
     @property
     def tasks(self) -> list[str]:
@@ -56,6 +63,35 @@ class Workbench:
         encoder = copy.deepcopy(self.clip.visual)
         encoder.load_state_dict(self.base)
         return ImageClassifier(encoder, next(iter(self.heads.values()))).to(self.device)
+
+    def fisher(self, task: str) -> StateDict:
+        """The diagonal Fisher of ``task``'s fine-tuned encoder on its training split, estimated
+        as the preset's :class:`..modeling.fisher.FisherConfig` says: from the cache, or now (and
+        cached in :meth:`fisher_folder`, with the seconds it took, kept in :attr:`fisher_seconds`)."""
+        if task not in self.fishers:
+            path = None if self.folder is None else self.fisher_folder() / f"{task}.safetensors"
+            if path is not None and path.exists():
+                self.fishers[task] = load_state_dict(path)
+                self.fisher_seconds[task] = float(read_metadata(path).get("seconds", "nan"))
+            else:
+                start = time.perf_counter()
+                classifier = self.classifier()
+                classifier.encoder.load_state_dict(self.finetuned[task])
+                classifier.set_head(self.heads[task])
+                self.fishers[task] = diagonal_fisher(classifier, self.splits[task]["train"], self.preset.fisher,
+                                                     of=classifier.encoder, seed=self.seed, device=self.device,
+                                                     description=f"Fisher of {task}")
+                self.fisher_seconds[task] = self.seconds[f"Fisher of {task}"] = time.perf_counter() - start
+                if path is not None:
+                    save_state_dict(self.fishers[task], path, metadata={
+                        "task": task, "seconds": f"{self.fisher_seconds[task]:.4f}", **_text(self.preset.fisher)})
+        return self.fishers[task]
+
+    def fisher_folder(self) -> Path:
+        """Where the Fishers of the fine-tuned models are cached: beside them, keyed by the recipe."""
+        if self.folder is None:
+            raise ValueError("this workbench has no cache folder")
+        return self.folder / f"fisher-{_hash(dataclasses.asdict(self.preset.fisher))}"
 
 
 @dataclass(frozen=True)
@@ -94,6 +130,10 @@ def finetune_missing(bench: Workbench, folder: Path, recompute: bool, seed: int)
         save_state_dict(bench.finetuned[task], _finetuned_path(folder, task),
                         metadata={"task": task, "base": bench.preset.model_name(bench.size)})
         write_curves(folder, {task: bench.curves[task]})
+        for stale in folder.glob(f"fisher-*/{task}.safetensors"):  # the Fishers of the model replaced
+            stale.unlink()
+        bench.fishers.pop(task, None)
+        bench.fisher_seconds.pop(task, None)
 
 
 def _finetuned_path(folder: Path, task: str) -> Path:
@@ -113,9 +153,10 @@ def finetuning_key(preset: Preset) -> str:
 
 
 def artifact_key(preset: Preset, model_name: str, seed: int) -> str:
-    """A hash of everything that determines the cached artifacts (foundation and fine-tuned
-    models): what identifies a run's checkpoints in the results store."""
-    return _hash({**_foundation_fields(preset, model_name, seed), **_finetuning_fields(preset)})
+    """A hash of everything that determines the cached artifacts (foundation, fine-tuned models
+    and their Fishers): what identifies a run's checkpoints in the results store."""
+    return _hash({**_foundation_fields(preset, model_name, seed), **_finetuning_fields(preset),
+                  "fisher": dataclasses.asdict(preset.fisher)})
 
 
 def _finetuning_fields(preset: Preset) -> dict[str, object]:
@@ -131,6 +172,10 @@ def _foundation_fields(preset: Preset, model_name: str, seed: int) -> dict[str, 
         "seed": seed,
         "data_version": MINI_DATA_VERSION if generated else None,
     }
+
+
+def _text(config: object) -> dict[str, str]:
+    return {name: str(value) for name, value in dataclasses.asdict(config).items()}
 
 
 def _hash(fields: dict[str, object]) -> str:

@@ -67,7 +67,9 @@ class MergeMethod:
     ``hyperparameters`` are the method's own (``include`` / ``exclude`` come on top, for every
     method); ``joint_check`` checks constraints between them (e.g. ``beta + gamma < 1``);
     ``additive`` returns the :class:`Additive` form of a complete setting, or ``None`` when the
-    method (or that setting) has none; ``display_name``, ``color`` and each hyperparameter's
+    method (or that setting) has none; ``inputs`` names the data the method needs besides the
+    weights, one item per fine-tuned model (Fisher merging's ``fishers``): keyword arguments of
+    :func:`..merging.merge` that are not hyperparameters (never swept, never stored); ``display_name``, ``color`` and each hyperparameter's
     ``meaning`` are how the workbook shows it.
     """
 
@@ -78,6 +80,7 @@ class MergeMethod:
     color: str
     joint_check: Callable[[Mapping[str, Any]], None] = _no_joint_check
     additive: Callable[[Mapping[str, Any]], Additive | None] | None = None
+    inputs: tuple[str, ...] = ()
 
     @property
     def accepted(self) -> tuple[str, ...]:
@@ -103,7 +106,9 @@ class MergeMethod:
         """A Markdown table of the method's hyperparameters: name, default, meaning."""
         rows = [f"| `{h.name}` | {'required' if h.default is REQUIRED else f'`{h.default!r}`'} | {h.meaning.replace('|', chr(92) + '|')} |"
                 for h in (*self.hyperparameters, *COMMON)]
-        return "\n".join([f"**{self.display_name}** (`{self.name}`)", "",
+        needs = [f"Needs, besides the weights, one per fine-tuned model: {', '.join(f'`{n}`' for n in self.inputs)}.", ""] \
+            if self.inputs else []
+        return "\n".join([f"**{self.display_name}** (`{self.name}`)", "", *needs,
                           "| hyperparameter | default | meaning |", "|---|---|---|", *rows])
 
     def additive_form(self, given: Mapping[str, Any]) -> Additive | None:
