@@ -33,12 +33,12 @@ import torch
 from torch import nn
 
 from ..core.merging import merge, method_spec
-from ..core.state_dicts import StateDict
 from ..modeling.data import ImageSplit
 from ..modeling.fisher import FisherConfig, diagonal_fisher
 from ..modeling.models import ImageClassifier, create_clip
 from ..worlds.workbench import Workbench
 from .subset_merging import SubsetMerger
+from .sweep_units import model_input
 
 #: What :func:`measure_costs` and :func:`estimate_for_architecture` return, per method: the task
 #: data each model needs (examples, one forward and backward pass each), the seconds of that per
@@ -60,7 +60,7 @@ def measure_costs(bench: Workbench, settings: Mapping[str, Mapping[str, Any]]) -
     rows = []
     for method, hyperparameters in settings.items():
         spec = method_spec(method)
-        inputs = {name: [_model_input(bench, name, task) for task in tasks] for name in spec.inputs}
+        inputs = {name: [model_input(bench, name, task) for task in tasks] for name in spec.inputs}
         start = time.perf_counter()
         merge(bench.base, [bench.finetuned[task] for task in tasks], method, **hyperparameters, **inputs)
         build = time.perf_counter() - start
@@ -83,12 +83,6 @@ def totals(parts: pd.DataFrame) -> pd.DataFrame:
         "seconds to build": seconds * parts["tasks"] + parts["merge seconds to build"],
         "examples to add one": examples,
         "seconds to add one": seconds + parts["merge seconds to add one"]})
-
-
-def _model_input(bench: Workbench, name: str, task: str) -> StateDict:
-    if name != "fishers":
-        raise ValueError(f"no provider of {name!r} for cost measurements")
-    return bench.fisher(task)
 
 
 def _add_last(bench: Workbench, method: str, hyperparameters: Mapping[str, Any]) -> float:
