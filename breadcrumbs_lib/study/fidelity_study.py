@@ -22,7 +22,6 @@ or the other way round) reads the results back instead of evaluating again.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,7 +33,7 @@ from ..core.task_vectors import TaskVector
 from ..modeling.evaluation import Evaluator
 from ..worlds.workbench import Workbench
 from . import fidelity
-from .results_store import ResultsStore
+from .results_store import ResultsStore, setting_of
 from .sweep_units import FINETUNED, ZERO_SHOT, SweepContext, workbench_for
 from .sweeps import Sweep, grid, run_selection_sweep, run_sweep
 from .task_subsets import pairs, prefixes
@@ -103,7 +102,7 @@ def _merged_all(context: SweepContext, bench: Workbench, tasks: list[str], grids
                                 context, **options)
     at_85 = at_85[at_85["method"] == "breadcrumbs"]
     test = frame[frame["split"] == "test"]
-    chosen = {row.method: (json.loads(row.hyperparameters), row.score)
+    chosen = {row.method: (setting_of(row.hyperparameters), row.score)
               for row in best_per_subset(frame[~frame["method"].isin([ZERO_SHOT, FINETUNED])]).itertuples()}
     (ta_settings, ta), (bc_settings, bc), (_, ties) = chosen["task_arithmetic"], chosen["breadcrumbs"], chosen["ties"]
     bc_85 = float(best_per_subset(at_85).iloc[0]["score"])

@@ -124,6 +124,12 @@ def hyperparameters_key(hyperparameters: Mapping[str, Any]) -> str:
     return json.dumps({name: canonical(name, value) for name, value in sorted(hyperparameters.items())})
 
 
+def setting_of(key: str) -> dict[str, Any]:
+    """The hyperparameter setting a :func:`hyperparameters_key` stands for (a record's
+    ``hyperparameters`` column), as keyword arguments of :func:`..core.merging.merge`."""
+    return json.loads(key)
+
+
 class ResultsStore:
     """An SQLite results file (created on first use, with its folder)."""
 
@@ -253,7 +259,7 @@ def with_settings(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with one typed column per hyperparameter found in its ``hyperparameters`` JSON
     (named by :func:`setting_column`; missing where a setting lacks that hyperparameter), so
     that tables are filtered and plotted by ``frame["alpha"]``, never by parsing text."""
-    settings = pd.DataFrame([json.loads(text) for text in frame["hyperparameters"]], index=frame.index)
+    settings = pd.DataFrame([setting_of(key) for key in frame["hyperparameters"]], index=frame.index)
     return frame.assign(**{setting_column(name): settings[name] for name in settings.columns})
 
 

@@ -27,7 +27,6 @@ by default, or any scheduler address: e.g. Slurm through ``dask-jobqueue``). Any
 from __future__ import annotations
 
 import itertools
-import json
 import multiprocessing
 import os
 import signal
@@ -47,7 +46,14 @@ from .. import __version__
 from ..core.merging import check_hyperparameters, method_spec
 from ..core.state_dicts import state_dict_digest
 from ..worlds.workbench import Workbench, artifact_key
-from .results_store import ResultsStore, RunIdentity, default_store_path, hyperparameters_key, records_for
+from .results_store import (
+    ResultsStore,
+    RunIdentity,
+    default_store_path,
+    hyperparameters_key,
+    records_for,
+    setting_of,
+)
 from .sweep_units import (
     FINETUNED,
     ZERO_SHOT,
@@ -209,7 +215,7 @@ def run_selection_sweep(
     chosen = best_per_subset(frame[frame["method"].isin([s.method for s in sweeps])], select_split=select_split,
                              report_split=report_split, scope=scope)
     reporting = [
-        Sweep(row.method, [json.loads(row.hyperparameters)], [parse_subset_name(row.subset)], (report_split,),
+        Sweep(row.method, [setting_of(row.hyperparameters)], [parse_subset_name(row.subset)], (report_split,),
               next(s.score for s in sweeps if s.method == row.method))
         for row in chosen.itertuples()
     ]

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 import numpy as np
@@ -24,6 +23,7 @@ from torch import Tensor
 from ..core.masks import find_breadcrumbs_band
 from ..core.methods.breadcrumbs import masking_variant
 from ..core.task_vectors import TaskVector
+from ..study.results_store import setting_of
 from ..study.sweep_units import BASELINES, FINETUNED, ZERO_SHOT
 from ..study.task_subsets import parse_subset_name, subset_name
 from ..study.tuning import best_per_subset
@@ -138,4 +138,4 @@ def chosen_settings(table: pd.DataFrame) -> dict[str, dict[str, object]]:
     """Method -> its chosen hyperparameters, from the merged rows of a :func:`headline` table
     (the zero-shot and fine-tuned rows have none)."""
     merged = table[~table["method"].isin(BASELINES)]
-    return {row.method: json.loads(row.hyperparameters) for row in merged.itertuples(index=False)}
+    return {row.method: setting_of(row.hyperparameters) for row in merged.itertuples(index=False)}

@@ -17,8 +17,15 @@ from ..core.methods import METHODS
 from ..worlds.presets import SIZES
 
 sns.set_theme(style="whitegrid", context="notebook")
-#: Each merge method in the colour its spec gives.
-METHOD_COLORS = {name: spec.color for name, spec in METHODS.items()}
+#: Each merge method's colour (its spec's), keyed by the display name that legends show.
+METHOD_COLORS = {spec.display_name: spec.color for spec in METHODS.values()}
+
+
+def _display_methods(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its ``method`` column in the methods' display names (legends read them)."""
+    if "method" not in frame:
+        return frame
+    return frame.assign(method=frame["method"].map(lambda name: METHODS[name].display_name if name in METHODS else name))
 
 
 def _palette(frame: pd.DataFrame, hue: str) -> tuple[list[str] | None, Mapping[str, object] | None]:
@@ -97,7 +104,11 @@ def masked_matrix(delta: Tensor, mask: Tensor, title: str) -> Figure:
 
 def heatmaps(matrices: Mapping[str, pd.DataFrame], title: str, *, vmin: float | None = None,
              vmax: float | None = None) -> Figure:
-    """Side-by-side annotated heatmaps of square task x task matrices."""
+    """Side-by-side annotated heatmaps of square task x task matrices, on one colour scale: from
+    ``vmin`` to ``vmax``, by default the least and the greatest entry of all the matrices."""
+    values = np.concatenate([np.asarray(matrix, dtype=float).ravel() for matrix in matrices.values()])
+    vmin = float(np.nanmin(values)) if vmin is None else vmin
+    vmax = float(np.nanmax(values)) if vmax is None else vmax
     fig, axes = plt.subplots(1, len(matrices), figsize=(6.5 * len(matrices), 5.5), squeeze=False)
     for ax, (name, matrix) in zip(axes[0], matrices.items()):
         sns.heatmap(matrix, annot=True, fmt=".2f", cmap="viridis", vmin=vmin, vmax=vmax, ax=ax, square=True,
@@ -112,6 +123,7 @@ def subsets_by_size(best: pd.DataFrame, title: str, *, hue: str = "method") -> F
     """Fig. 2 / 4 in kind: one point per subset (its score against its number of tasks), and the
     mean per number of tasks as a line, per ``hue``."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    best = _display_methods(best)
     order, palette = _palette(best, hue)
     sns.stripplot(best, x="n_tasks", y="score", hue=hue, hue_order=order, palette=palette, dodge=True, alpha=0.45,
                   size=3.5, ax=ax, native_scale=True)
@@ -129,10 +141,11 @@ def means_by_size(best: pd.DataFrame, title: str) -> Figure:
     """Fig. 4 in kind, both methods: the mean score per number of tasks, one colour per model size
     and one line style per method."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    means = best.groupby(["size", "method", "n_tasks"])["score"].mean().reset_index()
+    means = _display_methods(best.groupby(["size", "method", "n_tasks"])["score"].mean().reset_index())
     order, palette = _palette(means, "size")
+    styles = [METHODS[name].display_name for name in METHODS if METHODS[name].display_name in set(means["method"])]
     sns.lineplot(means, x="n_tasks", y="score", hue="size", hue_order=order, palette=palette, style="method",
-                 style_order=["breadcrumbs", "task_arithmetic"], marker="o", ax=ax)
+                 style_order=styles, marker="o", ax=ax)
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle=":")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="number of tasks merged", ylabel="mean normalized accuracy", title=title)
@@ -143,8 +156,10 @@ def means_by_size(best: pd.DataFrame, title: str) -> Figure:
 def validation_free(result: pd.DataFrame, title: str) -> Figure:
     """Fig. 3 in kind: score against the number of tasks, one line per (method, tasks tuned on)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    labelled = result.assign(tuned=lambda f: "tuned on " + f["tuned_on"].astype(str))
+    labelled = _display_methods(result).assign(tuned=lambda f: "tuned on " + f["tuned_on"].astype(str))
     sns.lineplot(labelled, x="n_tasks", y="score", hue="method", style="tuned", palette=METHOD_COLORS, marker="o", ax=ax)
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle=":")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="number of tasks merged", ylabel="normalized accuracy (observed tasks)", title=title)
     fig.tight_layout()
     return fig
@@ -154,7 +169,7 @@ def pairs_scatter(outcomes: pd.DataFrame, title: str) -> Figure:
     """Fig. 5 in kind: each merged pair as a point (normalized accuracy on its first and second
     task), per method; the upper-right quadrant beats both fine-tuned models."""
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
-    sns.scatterplot(outcomes, x="first", y="second", hue="method", palette=METHOD_COLORS, ax=ax)
+    sns.scatterplot(_display_methods(outcomes), x="first", y="second", hue="method", palette=METHOD_COLORS, ax=ax)
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle=":")
     ax.axvline(1.0, color="black", linewidth=0.8, linestyle=":")
     ax.set(xlabel="normalized accuracy, first task", ylabel="normalized accuracy, second task", title=title)
@@ -184,7 +199,7 @@ def cost_bars(costs: pd.DataFrame, title: str) -> Figure:
     separates the bar groups. Log scale: the methods differ by orders of magnitude."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, column in zip(axes, ["seconds to build", "seconds to add one"]):
-        sns.barplot(costs, x="where", y=column, hue="method", palette=METHOD_COLORS, ax=ax)
+        sns.barplot(_display_methods(costs), x="where", y=column, hue="method", palette=METHOD_COLORS, ax=ax)
         ax.set(yscale="log", xlabel="", ylabel="seconds (log scale)", title=column)
         ax.get_legend().remove()
     axes[-1].legend(*axes[0].get_legend_handles_labels(), fontsize="small", loc="upper left", bbox_to_anchor=(1, 1))
