@@ -44,22 +44,19 @@ def test_totals_add_one_fisher_per_model_to_the_merge():
     assert table.loc["ties", "seconds to build"] == pytest.approx(0.3) and table.loc["ties", "examples to build"] == 0
 
 
-def test_an_estimate_for_the_same_architecture_scales_only_the_task_count(measured):
-    bench, parts = measured
-    entries = sum(value.numel() for value in bench.base.values() if value.is_floating_point())
-    estimate, factors = estimate_for_architecture(parts, measured_entries=entries, model_name=TINY.model_name("B-32"),
-                                                  tasks=8, fisher=FisherConfig(examples=50), timed_examples=2)
-    assert factors["entry ratio"] == pytest.approx(1.0) and factors["Fisher seconds per example"] > 0
-    by_method, given = estimate.set_index("method"), parts.set_index("method")
-    assert (by_method["tasks"] == 8).all()
-    assert by_method["merge seconds to build"].to_numpy() == pytest.approx(given["merge seconds to build"].to_numpy() * 4)
-    assert by_method["merge seconds to add one"].to_numpy() == pytest.approx(given["merge seconds to add one"].to_numpy())
+def test_an_estimate_times_each_method_on_the_architecture_and_scales_it_to_the_tasks():
+    estimate, factors = estimate_for_architecture(SETTINGS, model_name=TINY.model_name("B-32"), tasks=8,
+                                                  fisher=FisherConfig(examples=50), timed_models=2, timed_examples=2)
+    assert list(estimate.columns) == PARTS and list(estimate["method"]) == list(SETTINGS)
+    by_method = estimate.set_index("method")
+    assert (by_method["tasks"] == 8).all() and (by_method["merge seconds to build"] > 0).all()
+    assert factors["Fisher seconds per example"] > 0 and factors["entries"] > 0
     assert by_method.loc["fisher", "examples per model"] == 50 and by_method.loc["ties", "examples per model"] == 0
     assert by_method.loc["fisher", "data seconds per model"] == pytest.approx(50 * factors["Fisher seconds per example"])
+    assert by_method.loc["ties", "merge seconds to add one"] == by_method.loc["ties", "merge seconds to build"]
 
 
-def test_bad_counts_are_refused(measured):
-    _, parts = measured
-    with pytest.raises(ValueError, match="measured_entries=0"):
-        estimate_for_architecture(parts, measured_entries=0, model_name=TINY.model_name("B-32"), tasks=8,
-                                  fisher=FisherConfig())
+def test_bad_counts_are_refused():
+    with pytest.raises(ValueError, match="timed_models=1"):
+        estimate_for_architecture(SETTINGS, model_name=TINY.model_name("B-32"), tasks=8, fisher=FisherConfig(),
+                                  timed_models=1)

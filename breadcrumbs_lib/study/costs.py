@@ -15,11 +15,14 @@ depend on every model); Fisher merging also estimates the new model's Fisher. Bo
 the workbench's own models, as the last task added onto the others (``T - 1`` to ``T``: the same
 work as a ninth task onto eight).
 
-For the ``paper`` preset, :func:`estimate_for_architecture` turns the measured table into an
-estimate without the paper's weights or data: merging costs a fixed amount per weight entry (the
-masks are O(n)), so its seconds scale with the number of entries; a Fisher costs one forward and
-backward pass per example, timed here on the paper's architecture (randomly initialised: the cost
-of a pass does not depend on the weights' values).
+For the ``paper`` preset, :func:`estimate_for_architecture` estimates the same table without the
+paper's weights or data, on the paper's architecture itself (randomly initialised: how long a
+merge or a forward and backward pass takes does not depend on the weights' values): each method
+merges a few synthetic fine-tuned copies (the base plus seeded noise), timed and scaled to the
+number of tasks (a merge visits each model once, so its seconds grow linearly with their number);
+a Fisher costs its examples times one example's forward and backward pass, timed there too.
+
+Every timing follows one untimed warm-up of the same code path (kernels compiled, memory touched).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import torch
 from torch import nn
 
 from ..core.merging import merge, method_spec
+from ..core.state_dicts import StateDict
 from ..modeling.data import ImageSplit
 from ..modeling.fisher import FisherConfig, diagonal_fisher
 from ..modeling.models import ImageClassifier, create_clip
@@ -61,10 +65,9 @@ def measure_costs(bench: Workbench, settings: Mapping[str, Mapping[str, Any]]) -
     for method, hyperparameters in settings.items():
         spec = method_spec(method)
         inputs = {name: [model_input(bench, name, task) for task in tasks] for name in spec.inputs}
-        start = time.perf_counter()
-        merge(bench.base, [bench.finetuned[task] for task in tasks], method, **hyperparameters, **inputs)
-        build = time.perf_counter() - start
-        add = build if spec.additive_form(hyperparameters) is None else _add_last(bench, method, hyperparameters)
+        build = _timed_merge(bench.base, [bench.finetuned[task] for task in tasks], method, hyperparameters, inputs)
+        add = build if spec.additive_form(hyperparameters) is None else _timed_addition(
+            bench.base, {task: bench.finetuned[task] for task in tasks}, method, hyperparameters)
         fishers = "fishers" in spec.inputs
         rows.append({"method": method, "tasks": len(tasks),
                      "examples per model": bench.preset.fisher.examples if fishers else 0,
@@ -85,43 +88,77 @@ def totals(parts: pd.DataFrame) -> pd.DataFrame:
         "seconds to add one": seconds + parts["merge seconds to add one"]})
 
 
-def _add_last(bench: Workbench, method: str, hyperparameters: Mapping[str, Any]) -> float:
-    """Seconds to extend the merge of all tasks but the last by the last one (additive methods)."""
-    merger = SubsetMerger(bench.base, bench.finetuned)
-    tasks = tuple(bench.tasks)
-    merger.merged(tasks[:-1], method, hyperparameters)
+def _timed_merge(base: StateDict, finetuned: list[StateDict], method: str, hyperparameters: Mapping[str, Any],
+                 inputs: Mapping[str, list[Any]]) -> float:
+    """Seconds of one ``merge`` call, after an untimed warm-up on the first model alone."""
+    merge(base, finetuned[:1], method, **hyperparameters, **{name: items[:1] for name, items in inputs.items()})
     start = time.perf_counter()
-    merger.merged(tasks, method, hyperparameters)
+    merge(base, finetuned, method, **hyperparameters, **inputs)
     return time.perf_counter() - start
 
 
-def estimate_for_architecture(measured: pd.DataFrame, *, measured_entries: int, model_name: str, tasks: int,
-                              fisher: FisherConfig, seed: int = 0, timed_examples: int = 4,
-                              device: torch.device | str = "cpu") -> tuple[pd.DataFrame, dict[str, float]]:
-    """``measured`` (from :func:`measure_costs`) carried over to ``tasks`` models of the open_clip
-    architecture ``model_name`` (e.g. ``"ViT-B-32"``), whose image encoder has its own count of
-    weight entries against the ``measured_entries`` of the measured one.
+def _timed_addition(base: StateDict, finetuned: Mapping[str, StateDict], method: str,
+                    hyperparameters: Mapping[str, Any]) -> float:
+    """Seconds to extend the merge of all models but the last by the last one (additive
+    methods), after the same extension once untimed on a fresh merger."""
+    names = tuple(finetuned)
+    for _ in range(2):  # the first pass is the warm-up; the second is timed
+        merger = SubsetMerger(base, finetuned)
+        merger.merged(names[:-1], method, hyperparameters)
+        start = time.perf_counter()
+        merger.merged(names, method, hyperparameters)
+    return time.perf_counter() - start
 
-    Merge seconds scale with the entry count (and, to build, with the number of tasks); a model's
-    data seconds are ``fisher.examples`` times one example's forward and backward pass through
-    the architecture, timed on ``device`` over ``timed_examples`` examples after one untimed
-    warm-up. Returns the table (columns :data:`PARTS`) and the two factors used.
+
+def estimate_for_architecture(settings: Mapping[str, Mapping[str, Any]], *, model_name: str, tasks: int,
+                              fisher: FisherConfig, seed: int = 0, timed_models: int = 2, timed_examples: int = 4,
+                              device: torch.device | str = "cpu") -> tuple[pd.DataFrame, dict[str, float]]:
+    """The table of :func:`measure_costs` for ``tasks`` models of the open_clip architecture
+    ``model_name`` (e.g. ``"ViT-B-32"``), each method at its setting in ``settings``.
+
+    Each method merges ``timed_models`` synthetic fine-tuned copies of a randomly initialised
+    image encoder (``theta + 0.01 * std(theta) * noise`` per tensor, seeded; Fisher merging gets
+    random positive Fishers), timed after a warm-up; merge seconds to build are that time times
+    ``tasks / timed_models``; to add one, the timed extension of the merge of
+    ``timed_models - 1`` copies by one more (additive methods), or else the whole merge again. A
+    model's data seconds are ``fisher.examples`` times one example's forward and backward pass,
+    timed over ``timed_examples`` examples. Returns the table (columns :data:`PARTS`) and what it
+    rests on: the encoder's weight entries and the seconds of one Fisher term.
     """
-    if measured_entries < 1 or tasks < 1 or timed_examples < 1:
-        raise ValueError(f"need positive counts, got measured_entries={measured_entries}, tasks={tasks}, "
-                         f"timed_examples={timed_examples}")
+    if tasks < 1 or timed_models < 2 or timed_examples < 1:
+        raise ValueError(f"need tasks >= 1, timed_models >= 2 and timed_examples >= 1, got tasks={tasks}, "
+                         f"timed_models={timed_models}, timed_examples={timed_examples}")
     encoder = create_clip(model_name, seed=seed, device=device).visual
-    entries = sum(value.numel() for value in encoder.state_dict().values() if value.is_floating_point())
+    base = {key: value.detach().cpu() for key, value in encoder.state_dict().items()}
+    generator = torch.Generator().manual_seed(seed)
+    copies = {f"model {index}": _synthetic_finetuned(base, generator) for index in range(timed_models)}
+    rows = []
+    for method, hyperparameters in settings.items():
+        spec = method_spec(method)
+        inputs = {name: [_synthetic_fisher(base, generator) for _ in copies] for name in spec.inputs}
+        timed = _timed_merge(base, list(copies.values()), method, hyperparameters, inputs)
+        build = timed * tasks / timed_models
+        add = build if spec.additive_form(hyperparameters) is None else _timed_addition(base, copies, method, hyperparameters)
+        rows.append({"method": method, "tasks": tasks, "examples per model": fisher.examples if inputs else 0,
+                     "merge seconds to build": build, "merge seconds to add one": add})
     per_example = fisher_seconds_per_example(encoder, examples=timed_examples, seed=seed, device=device)
-    ratio = entries / measured_entries
-    uses_data = measured["examples per model"] > 0
-    table = measured.assign(**{
-        "tasks": tasks,
-        "examples per model": uses_data * fisher.examples,
-        "data seconds per model": uses_data * fisher.examples * per_example,
-        "merge seconds to build": measured["merge seconds to build"] * ratio * tasks / measured["tasks"],
-        "merge seconds to add one": measured["merge seconds to add one"] * ratio})
-    return table[PARTS], {"entries": float(entries), "entry ratio": ratio, "Fisher seconds per example": per_example}
+    table = pd.DataFrame(rows).assign(**{"data seconds per model": lambda t: t["examples per model"] * per_example})
+    entries = sum(value.numel() for value in base.values() if value.is_floating_point())
+    return table[PARTS], {"entries": float(entries), "Fisher seconds per example": per_example}
+
+
+def _synthetic_finetuned(base: StateDict, generator: torch.Generator) -> StateDict:
+    """``base`` moved by seeded Gaussian noise of 1% of each tensor's spread (floating point only)."""
+    def moved(value: torch.Tensor) -> torch.Tensor:
+        spread = float(value.float().std()) if value.numel() > 1 else 1.0
+        return value + 0.01 * (spread or 1.0) * torch.randn(value.shape, generator=generator).to(value.dtype)
+    return {key: moved(value) if value.is_floating_point() else value.clone() for key, value in base.items()}
+
+
+def _synthetic_fisher(base: StateDict, generator: torch.Generator) -> StateDict:
+    """Random positive Fishers shaped like ``base``'s floating-point tensors."""
+    return {key: torch.rand(value.shape, generator=generator) + 1e-3
+            for key, value in base.items() if value.is_floating_point()}
 
 
 def fisher_seconds_per_example(encoder: nn.Module, *, examples: int, seed: int = 0, classes: int = 10,

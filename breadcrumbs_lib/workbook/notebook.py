@@ -100,11 +100,30 @@ class Notebook:
         return path
 
     def save_table(self, table: pd.DataFrame, name: str) -> Path:
-        """Save ``table`` as ``tables/<notebook>-<name>.csv`` under the preset's outputs."""
+        """Save ``table`` as ``tables/<notebook>-<name>.csv`` under the preset's outputs (written
+        whole or not at all: a crash leaves the previous file)."""
         path = self.outputs / "tables" / f"{self.name}-{name}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(path, index=False)
+        partial = path.with_suffix(".csv.partial")
+        table.to_csv(partial, index=False)
+        os.replace(partial, path)
         return path
+
+    def read_table(self, notebook: str, name: str) -> pd.DataFrame:
+        """A table that notebook ``notebook`` (e.g. ``"08-ablations"``) saved as ``name`` under this
+        preset's outputs. Where it has ``size`` / ``seed`` columns, they must be this run's.
+
+        Raises ``FileNotFoundError`` when that notebook has not saved it, ``ValueError`` when it
+        was saved by a run of another size or seed; both say which notebook to run first."""
+        path = self.outputs / "tables" / f"{notebook}-{name}.csv"
+        rerun = f"run notebook {notebook} first with preset {self.preset!r}, size {self.size!r}, seed {self.seed}"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such table; {rerun}")
+        table = pd.read_csv(path)
+        for column, value in (("size", self.size), ("seed", self.seed)):
+            if column in table and set(table[column]) != {value}:
+                raise ValueError(f"{path}: its {column} is {sorted(set(table[column]))}, this run's is {value!r}; {rerun}")
+        return table
 
     def run_id(self, size: str | None = None) -> str:
         """The identity of this run's results in the store (checkpoint digests, seed, ...)."""
