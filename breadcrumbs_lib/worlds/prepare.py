@@ -59,5 +59,5 @@ def prepare(
     bench, folder = BUILDERS[preset.world](preset, size, tasks, seed=seed, device=device, cache_dir=Path(cache_dir),
                                            folder=folder, recompute=recompute, options=options)
     bench.folder, bench.seed = folder / f"finetuned-{finetuning_key(preset)}", seed
-    finetune_missing(bench, bench.folder, recompute, seed)
+    finetune_missing(bench, recompute)
     return bench

@@ -106,8 +106,12 @@ class WorldOptions:
     download: bool = False
 
 
-def finetune_missing(bench: Workbench, folder: Path, recompute: bool, seed: int) -> None:
-    """Fine-tune (and cache in ``folder``) every task that has no fine-tuned encoder yet."""
+def finetune_missing(bench: Workbench, recompute: bool) -> None:
+    """Fine-tune (with the workbench's seed, and cache in its folder) every task that has no
+    fine-tuned encoder yet."""
+    folder, seed = bench.folder, bench.seed
+    if folder is None:
+        raise ValueError("this workbench has no cache folder to fine-tune into")
     bench.curves.update({task: curve for task, curve in read_curves(folder).items() if task in bench.tasks})
     missing = []
     for task in bench.tasks:
