@@ -143,7 +143,7 @@ def means_by_size(best: pd.DataFrame, title: str) -> Figure:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     means = _display_methods(best.groupby(["size", "method", "n_tasks"])["score"].mean().reset_index())
     order, palette = _palette(means, "size")
-    styles = [METHODS[name].display_name for name in METHODS if METHODS[name].display_name in set(means["method"])]
+    styles = [name for name in METHOD_COLORS if name in set(means["method"])]  # the specs' order
     sns.lineplot(means, x="n_tasks", y="score", hue="size", hue_order=order, palette=palette, style="method",
                  style_order=styles, marker="o", ax=ax)
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle=":")
