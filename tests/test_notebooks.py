@@ -20,7 +20,7 @@ NOTEBOOKS = runner.notebooks()
 
 
 def test_the_sequence_is_numbered_and_complete():
-    assert [path.name[:2] for path in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 10)]
+    assert [path.name[:2] for path in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 11)]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)

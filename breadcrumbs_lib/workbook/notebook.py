@@ -37,7 +37,7 @@ from ..study.sweeps import (
     run_selection_sweep,
     run_sweep,
 )
-from ..worlds.presets import get_preset
+from ..worlds.presets import Preset, get_preset
 from ..worlds.workbench import Workbench
 
 OUTPUTS_ENV = "BREADCRUMBS_OUTPUTS"  # the runner's --outputs, seen by the kernels it starts
@@ -61,25 +61,32 @@ class Notebook:
     _resources: ExitStack = field(default_factory=ExitStack, repr=False)
     _executor: Executor | None = field(default=None, repr=False)
 
-    def context(self, size: str | None = None) -> SweepContext:
-        """The sweep context of this run (for another model ``size`` if given)."""
+    def context(self, size: str | None = None, *, preset: Preset | None = None) -> SweepContext:
+        """The sweep context of this run (for another model ``size``, or another world of the
+        same run such as the many-task one, ``preset``, if given)."""
         threads = None
         if self.executor == "processes":
             threads = max(1, (os.cpu_count() or 1) // (self.workers or os.cpu_count() or 1))
-        return SweepContext(get_preset(self.preset), size or self.size, seed=self.seed, cache_dir=str(self.cache_dir),
-                            threads=threads, data_root=self.data_root, finetuned_dir=self.finetuned_dir)
+        return SweepContext(preset or get_preset(self.preset), size or self.size, seed=self.seed,
+                            cache_dir=str(self.cache_dir), threads=threads, data_root=self.data_root,
+                            finetuned_dir=self.finetuned_dir)
 
-    def bench(self, size: str | None = None) -> Workbench:
+    def bench(self, size: str | None = None, *, preset: Preset | None = None) -> Workbench:
         """The workbench (built on first use and cached in ``data/cache``)."""
-        return workbench_for(replace(self.context(size), threads=None))
+        return workbench_for(replace(self.context(size, preset=preset), threads=None))
 
     @property
     def store(self) -> ResultsStore:
         return ResultsStore(default_store_path(self.preset, self.outputs.parent))
 
-    def sweep(self, sweeps: Sweep | list[Sweep], *, size: str | None = None) -> pd.DataFrame:
+    def sweep(self, sweeps: Sweep | list[Sweep], *, size: str | None = None, preset: Preset | None = None) -> pd.DataFrame:
         """Run (or read back) ``sweeps``: the run's records for their methods and the baselines."""
-        return run_sweep(sweeps, self.context(size), store=self.store, executor=self._pool(), workers=self.workers)
+        return run_sweep(sweeps, self.context(size, preset=preset), store=self.store, **self.sweep_options())
+
+    def sweep_options(self) -> dict[str, object]:
+        """The executor and worker count of this run's sweeps, for studies that run their own
+        (``study(context, store=nb.store, **nb.sweep_options())``)."""
+        return {"executor": self._pool(), "workers": self.workers}
 
     def selection_sweep(self, sweeps: Sweep | list[Sweep], *, size: str | None = None) -> pd.DataFrame:
         """Grids on the validation splits, then each subset's best setting on the test splits

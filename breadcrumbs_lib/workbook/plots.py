@@ -165,6 +165,20 @@ def validation_free(result: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
+def sequence_curves(curves: pd.DataFrame, title: str, *, tuned_on: int) -> Figure:
+    """The many-task curve: mean normalized accuracy of the tasks merged so far against their
+    number, one line per method; a dotted line where the settings were chosen (``tuned_on``)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sns.lineplot(_display_methods(curves), x="n_tasks", y="score", hue="method", palette=METHOD_COLORS, marker="o",
+                 ax=ax)
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle=":")
+    ax.axvline(tuned_on, color="grey", linewidth=0.8, linestyle=":")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="number of tasks merged", ylabel="normalized accuracy (tasks merged so far)", title=title)
+    fig.tight_layout()
+    return fig
+
+
 def pairs_scatter(outcomes: pd.DataFrame, title: str) -> Figure:
     """Fig. 5 in kind: each merged pair as a point (normalized accuracy on its first and second
     task), per method; the upper-right quadrant beats both fine-tuned models."""

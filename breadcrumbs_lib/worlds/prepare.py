@@ -54,7 +54,8 @@ def prepare(
     if unknown:
         raise ValueError(f"unknown task(s) {unknown} for preset {preset.name!r}; expected some of {list(preset.tasks)}")
     device = torch.device(device) if device is not None else pick_device()
-    folder = Path(cache_dir) / preset.name / size / foundation_key(preset, preset.model_name(size), seed)
+    # by world, not preset: presets of one world with the same foundation (mini and many) share it
+    folder = Path(cache_dir) / preset.world / size / foundation_key(preset, preset.model_name(size), seed)
     options = WorldOptions(data_root, dict(weights or {}), finetuned_dir, download)
     bench, folder = BUILDERS[preset.world](preset, size, tasks, seed=seed, device=device, cache_dir=Path(cache_dir),
                                            folder=folder, recompute=recompute, options=options)

@@ -2,7 +2,7 @@
 
 A :class:`Workbench` holds one preset and model size: the foundation, the frozen zero-shot heads,
 the splits, and the fine-tuned image encoders. Every artifact is cached under
-``<cache_dir>/<preset>/<size>/<foundation key>/`` (the foundation) and its
+``<cache_dir>/<world>/<size>/<foundation key>/`` (the foundation) and its
 ``finetuned-<fine-tuning key>/`` folder (one safetensors file per task), with the Fishers of the
 fine-tuned models (for Fisher merging, estimated when first asked for) in its
 ``fisher-<Fisher key>/`` folder, where each key hashes everything that determines it (model

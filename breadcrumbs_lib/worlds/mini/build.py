@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -14,8 +15,9 @@ from ...modeling.models import create_clip, tokenizer_for, zero_shot_head
 from ...modeling.training import pretrain_clip, tokenize
 from ..presets import Preset
 from ..workbench import Workbench, WorldOptions, read_curves, write_curves
-from .data import mini_split
-from .tasks import MINI_TASKS, pretraining_corpus
+from .data import mini_split, mini_task
+from .glyph_pool import pool_corpus
+from .tasks import pretraining_corpus
 
 
 def build(preset: Preset, size: str, tasks: list[str], *, seed: int, device: torch.device, cache_dir: Path,
@@ -28,9 +30,10 @@ def build(preset: Preset, size: str, tasks: list[str], *, seed: int, device: tor
     clip = _foundation(preset, model_name, seed, folder, recompute, device, seconds)
     curves = read_curves(folder)
     tokenizer = tokenizer_for(model_name)
-    heads = {task: zero_shot_head(clip, tokenizer, MINI_TASKS[task].classnames, MINI_TASKS[task].templates, device)
-             for task in tasks}
-    splits = {task: {split: mini_split(task, split, count, seed, cache_dir / preset.name)
+    definitions = {task: mini_task(task, seed) for task in tasks}
+    heads = {task: zero_shot_head(clip, tokenizer, definition.classnames, definition.templates, device)
+             for task, definition in definitions.items()}
+    splits = {task: {split: mini_split(task, split, count, seed, cache_dir / preset.world)
                      for split, count in preset.split_sizes.items()} for task in tasks}
     base = {key: value.detach().clone() for key, value in clip.visual.state_dict().items()}
     return Workbench(preset, size, device, clip, heads, splits, base, {}, curves, seconds), folder
@@ -46,7 +49,11 @@ def _foundation(preset: Preset, model_name: str, seed: int, folder: Path, recomp
         clip.load_state_dict(load_state_dict(path))
         return clip.eval()
     start = time.perf_counter()
-    images, captions = pretraining_corpus(preset.pretraining.corpus_per_class, seed, preset.pretraining.named_share)
+    recipe = preset.pretraining
+    images, captions = pretraining_corpus(recipe.corpus_per_class, seed, recipe.named_share)
+    if recipe.pool_classes:
+        pool_images, pool_captions = pool_corpus(recipe.pool_classes, recipe.pool_per_class, seed, recipe.named_share)
+        images, captions = np.concatenate([images, pool_images]), captions + pool_captions
     images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
     tokens = tokenize(tokenizer_for(model_name), captions)
     curve = pretrain_clip(clip, images, tokens, preset.pretraining.optim, seed=seed, device=device)

@@ -12,22 +12,31 @@ import torch
 
 from ...core.state_dicts import load_state_dict, save_state_dict
 from ...modeling.data import ImageSplit
-from .tasks import MINI_TASKS, generate
+from .many_tasks import is_many_task, many_task
+from .tasks import MINI_TASKS, MiniTask, generate
 
 #: Bump when a generator in :mod:`.tasks` changes, so that caches are rebuilt.
 MINI_DATA_VERSION = 4
 
 
+def mini_task(name: str, seed: int) -> MiniTask:
+    """One of the eight tasks, or a task of the many-task world (``glyphs-NNN``, cut by ``seed``)."""
+    if is_many_task(name):
+        return many_task(name, seed)
+    if name not in MINI_TASKS:
+        raise ValueError(f"unknown mini task {name!r}; expected one of {sorted(MINI_TASKS)} or a many-task name")
+    return MINI_TASKS[name]
+
+
 def mini_split(task: str, split: str, per_class: int, seed: int, cache_dir: Path | None = None) -> ImageSplit:
     """A generated split of a ``mini`` task, read from ``cache_dir`` when it is already there."""
-    if task not in MINI_TASKS:
-        raise ValueError(f"unknown mini task {task!r}; expected one of {sorted(MINI_TASKS)}")
+    definition = mini_task(task, seed)
     key = _cache_key(task=task, split=split, per_class=per_class, seed=seed, version=MINI_DATA_VERSION)
     path = None if cache_dir is None else Path(cache_dir) / "datasets" / f"{task}-{split}-{key}.safetensors"
     if path is not None and path.exists():
         stored = load_state_dict(path)
         return ImageSplit(stored["images"], stored["labels"])
-    images, labels = generate(MINI_TASKS[task], split, per_class, seed)
+    images, labels = generate(definition, split, per_class, seed)
     result = ImageSplit(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))), torch.from_numpy(labels))
     if path is not None:
         save_state_dict({"images": result.images, "labels": result.labels}, path)
