@@ -61,8 +61,9 @@ def test_cached_split_of_a_many_task(tmp_path):
 
 
 def test_bad_names_and_counts_are_refused():
-    with pytest.raises(ValueError, match="unknown many-task name 'glyphs-200'"):
-        mini_task("glyphs-200", 0)
+    for name in ("glyphs-200", "glyphs-7", "glyphs-0007"):
+        with pytest.raises(ValueError, match=f"unknown many-task name '{name}'"):
+            mini_task(name, 0)
     with pytest.raises(ValueError, match="unknown mini task 'cifar'"):
         mini_task("cifar", 0)
     with pytest.raises(ValueError, match="has 200 tasks; asked for 201"):
@@ -75,8 +76,10 @@ def test_presets_of_the_many_task_world():
     assert many_task_preset("smoke").name == "many-smoke"
     assert MANY.pretraining.pool_classes >= mt.POOL_SIZE  # every class the tasks use is in the corpus
     assert MANY.model_names == MINI.model_names
-    with pytest.raises(ValueError, match="ImageNet-1k cut into 200 tasks"):
-        many_task_preset("paper")
+    assert many_task_preset("mini", 500).tasks == MANY.tasks  # at most the world's 200
+    assert len(many_task_preset("smoke", 20).tasks) == 6
+    with pytest.raises(ValueError, match="n_tasks must be at least 1"):
+        many_task_preset("mini", 0)
 
 
 def test_checkpoints_cover_every_count_to_ten_then_every_tenth():
@@ -92,3 +95,17 @@ def test_every_task_has_its_own_random_stream():
 
     streams = [task.stream_key for task in MINI_TASKS.values()] + [mini_task(t, 0).stream_key for t in mt.many_task_names()]
     assert len(set(streams)) == len(streams) == 208
+
+
+def test_the_pool_changes_the_foundation_key_and_its_absence_keeps_the_old_one():
+    import dataclasses
+
+    from breadcrumbs_lib.worlds import workbench
+
+    name = MINI.model_name("B-32")
+    assert workbench.foundation_key(MANY, name, 0) != workbench.foundation_key(MINI, name, 0)
+    # without the pool the key is that of the recipe before the pool's fields existed
+    fields = workbench._foundation_fields(MINI, name, 0)
+    before = {k: v for k, v in dataclasses.asdict(MINI.pretraining).items() if not k.startswith("pool_")}
+    assert fields["pretraining"] == before
+    assert workbench._foundation_fields(MANY, name, 0)["pretraining"]["pool_classes"] == mt.POOL_SIZE

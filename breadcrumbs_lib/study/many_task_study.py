@@ -4,7 +4,9 @@ The paper's longest sequence (200 ImageNet tasks of 5 classes) follows its valid
 protocol (section 4.3, Fig. 3): each method's hyperparameters are chosen on the validation splits
 of the first ``tuned_on`` tasks merged, then kept fixed while the remaining tasks are added in
 order, each merged model scored on the test splits of the tasks it has seen (mean normalized
-accuracy, eq. 3). No validation data of a later task is ever read.
+accuracy, eq. 3). Choices read the validation scores of the first tasks only. (The sweep engine
+scores the fine-tuned and zero-shot baselines on every task's splits, the normalisers; no choice
+reads them beyond the first tasks.)
 
 :func:`sequence_curves` runs it through the sweep engine (so an interrupted study resumes from the
 results store) on the checkpoints of :func:`checkpoints`: every number of tasks up to ten, then
@@ -18,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from .results_store import ResultsStore, setting_of, with_settings
+from .results_store import ResultsStore, setting_of
 from .sweep_units import SweepContext, workbench_for
 from .sweeps import Sweep, grid, run_sweep
 from .tuning import subset_scores
@@ -65,8 +67,8 @@ def sequence_curves(context: SweepContext, *, store: ResultsStore, grids: Sequen
     frame = run_sweep([Sweep(method, [chosen[method]], prefixes, ("test",), "observed") for method in METHODS],
                       context, store=store, **options)
     scores = subset_scores(frame[frame["method"].isin(METHODS)], scope="observed")
-    columns = ["method", "n_tasks", "hyperparameters", "score"]
-    return with_settings(scores[columns].sort_values(["method", "n_tasks"]).reset_index(drop=True))
+    curves = scores.drop(columns=["run_id", "size", "subset", "split"])
+    return curves.sort_values(["method", "n_tasks"]).reset_index(drop=True)
 
 
 def _chosen_settings(context: SweepContext, sweeps: list[Sweep], store: ResultsStore,
@@ -74,7 +76,6 @@ def _chosen_settings(context: SweepContext, sweeps: list[Sweep], store: ResultsS
     """Each method's setting with the best validation score on the tuning prefix."""
     frame = run_sweep(sweeps, context, store=store, **options)
     scores = subset_scores(frame[frame["method"].isin(METHODS)], scope="observed")
-    val = scores.sort_values(["method", "score", "hyperparameters"],
-                                                       ascending=[True, False, True], kind="stable")
+    val = scores.sort_values(["method", "score", "hyperparameters"], ascending=[True, False, True], kind="stable")
     best = val.drop_duplicates("method")
     return {row.method: setting_of(row.hyperparameters) for row in best.itertuples()}

@@ -165,12 +165,16 @@ def validation_free(result: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
-def sequence_curves(curves: pd.DataFrame, title: str, *, tuned_on: int) -> Figure:
+def sequence_curves(curves: pd.DataFrame, title: str, *, tuned_on: int, zero_shot: pd.Series | None = None) -> Figure:
     """The many-task curve: mean normalized accuracy of the tasks merged so far against their
-    number, one line per method; a dotted line where the settings were chosen (``tuned_on``)."""
+    number, one line per method; a dotted line where the settings were chosen (``tuned_on``) and,
+    if given, the zero-shot foundation's score on the same tasks (``zero_shot``, by number of tasks)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     sns.lineplot(_display_methods(curves), x="n_tasks", y="score", hue="method", palette=METHOD_COLORS, marker="o",
                  ax=ax)
+    if zero_shot is not None:
+        ax.plot(zero_shot.index, zero_shot.values, color="grey", linestyle="--", label="zero-shot foundation")
+        ax.legend()
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle=":")
     ax.axvline(tuned_on, color="grey", linewidth=0.8, linestyle=":")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

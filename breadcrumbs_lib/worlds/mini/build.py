@@ -36,7 +36,8 @@ def build(preset: Preset, size: str, tasks: list[str], *, seed: int, device: tor
     splits = {task: {split: mini_split(task, split, count, seed, cache_dir / preset.world)
                      for split, count in preset.split_sizes.items()} for task in tasks}
     base = {key: value.detach().clone() for key, value in clip.visual.state_dict().items()}
-    return Workbench(preset, size, device, clip, heads, splits, base, {}, curves, seconds), folder
+    classnames = {task: definition.classnames for task, definition in definitions.items()}
+    return Workbench(preset, size, device, clip, heads, splits, base, {}, curves, seconds, classnames=classnames), folder
 
 
 def _foundation(preset: Preset, model_name: str, seed: int, folder: Path, recompute: bool,

@@ -31,7 +31,9 @@ def mini_task(name: str, seed: int) -> MiniTask:
 def mini_split(task: str, split: str, per_class: int, seed: int, cache_dir: Path | None = None) -> ImageSplit:
     """A generated split of a ``mini`` task, read from ``cache_dir`` when it is already there."""
     definition = mini_task(task, seed)
-    key = _cache_key(task=task, split=split, per_class=per_class, seed=seed, version=MINI_DATA_VERSION)
+    # the class names: a many-task task's classes follow from the glyph pool, hence from the installed fonts
+    key = _cache_key(task=task, split=split, per_class=per_class, seed=seed, version=MINI_DATA_VERSION,
+                     classes=definition.classnames)
     path = None if cache_dir is None else Path(cache_dir) / "datasets" / f"{task}-{split}-{key}.safetensors"
     if path is not None and path.exists():
         stored = load_state_dict(path)

@@ -1,4 +1,4 @@
-"""A pool of several hundred image classes: the symbols that matplotlib's fonts can draw.
+"""A pool of about two thousand image classes: the symbols that matplotlib's fonts can draw.
 
 Every class is one Unicode character (a Greek or Cyrillic letter, an arrow, a mathematical
 operator, a chess piece, a braille pattern, ...) named by its Unicode name ("greek small letter
@@ -12,9 +12,11 @@ the eight tasks, see :func:`pool_corpus`) and the many-task world of 5-class tas
 
 Which characters form the pool is fixed (no seed): candidates are the letters, digits and symbols
 covered by the fonts, taken in order of how many fonts draw them, and a candidate joins only if
-its normalized shape differs from every class already in the pool and from every glyph of the
-eight tasks (so "greek capital letter omicron", which looks like the Latin ``O`` of ``letters``,
-is left out).
+its normalized shape (as the first font that covers it draws it) differs from every class already
+in the pool and from every glyph of the eight tasks (so "greek capital letter omicron", which looks like the Latin ``O`` of ``letters``,
+is left out). The pool follows from the fonts that matplotlib ships (and Pillow's FreeType), so
+another version of either may give another pool; ``tests/test_glyph_pool.py`` checks its
+properties, not its contents.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .tasks import (_CANVAS, _cluttered_background, _colour, _contrasting, _finish, _font, _font_paths, _from_float,
-                    _glyph, _paste_rotated, _pattern, _smooth_noise, _tinted)
+from .tasks import (_CANVAS, CAPTION_FRAMES, _cluttered_background, _colour, _contrasting, _finish, _font,
+                    _font_paths, _from_float, _glyph, _paste_rotated, _pattern, _smooth_noise, _tinted)
 
 _SHAPE_SIDE = 12  # side of the normalized rendering that two candidates are compared on
 _MIN_DISTANCE = 0.22  # root-mean-square difference of two normalized renderings below which they count as one shape
@@ -86,8 +88,6 @@ def pool_corpus(count: int, per_class: int, seed: int, named_share: float) -> tu
     foundation's pretraining corpus (see :func:`.tasks.pretraining_corpus`, whose caption frames
     and naming rule it follows: a seeded ``named_share`` of the classes is named, the others get
     the generic caption)."""
-    from .tasks import CAPTION_FRAMES
-
     classes = pool_classes(count)
     rng = np.random.default_rng([seed, 104729])
     named = set(rng.permutation(count)[: math.ceil(named_share * count)].tolist())
@@ -136,8 +136,9 @@ def _font_coverage() -> dict[int, tuple[str, ...]]:
     for path in _font_paths():
         if os.path.basename(path).startswith("cm"):
             continue  # the Computer Modern fonts map code points to TeX's glyphs, not to Unicode's characters
-        for cp in TTFont(path, lazy=True).getBestCmap():
-            coverage.setdefault(cp, []).append(path)
+        with TTFont(path, lazy=True) as font:
+            for cp in font.getBestCmap():
+                coverage.setdefault(cp, []).append(path)
     return {cp: tuple(paths) for cp, paths in coverage.items()}
 
 
@@ -153,8 +154,8 @@ def _is_candidate(cp: int) -> bool:
 
 
 def _shape(char: str, font_path: str) -> np.ndarray:
-    """``char`` drawn black on white, cropped to its ink, scaled into a square, flattened to
-    ``_SHAPE_SIDE ** 2`` values in [0, 1] (mean 0 in the comparison): size and place removed."""
+    """``char`` drawn white on black, cropped to its ink, centred in a square and scaled to
+    ``_SHAPE_SIDE x _SHAPE_SIDE``, flattened to values in [0, 1]: its shape, with size and place removed."""
     font = _font(font_path, 40)
     left, top, right, bottom = font.getbbox(char)
     image = Image.new("L", (max(1, right - left) + 4, max(1, bottom - top) + 4), 0)

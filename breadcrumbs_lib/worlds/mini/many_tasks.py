@@ -52,7 +52,6 @@ def _draw(classes: tuple[GlyphClass, ...], rng: np.random.Generator, label: int,
 
 
 def _index(name: str) -> int:
-    digits = name[len(PREFIX):]
-    if not is_many_task(name) or not digits.isdigit() or not 0 <= int(digits) < TASK_COUNT:
+    if name not in many_task_names():
         raise ValueError(f"unknown many-task name {name!r}; expected {PREFIX}000 to {PREFIX}{TASK_COUNT - 1:03d}")
-    return int(digits)
+    return int(name[len(PREFIX):])

@@ -1,5 +1,6 @@
 """Build the ``paper`` world's workbench: open_clip's pretrained CLIP, the zero-shot heads and
-loaders of the eight vision datasets, and any already fine-tuned models the user gives."""
+loaders of the eight vision datasets (or of the ImageNet tasks of the many-task sequence), and any
+already fine-tuned models the user gives."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ from ...core.state_dicts import check_same_layout, load_state_dict, state_dict_d
 from ...modeling.models import tokenizer_for, zero_shot_head
 from ..presets import Preset
 from ..workbench import Workbench, WorldOptions
-from .data import check_paper_assets, load_pretrained_clip, load_split_datasets, loader
-from .tasks import PAPER_TASKS
+from .data import check_paper_assets, load_pretrained_clip, load_task, loader
 
 
 def build(preset: Preset, size: str, tasks: list[str], *, seed: int, device: torch.device, cache_dir: Path,
@@ -32,14 +32,15 @@ def _workbench(preset: Preset, size: str, tasks: list[str], seed: int, device: t
     check_paper_assets(data_root, tasks, model_name, weights, download)
     clip, preprocess = load_pretrained_clip(model_name, weights, device=device, download=download)
     tokenizer = tokenizer_for(model_name)
-    heads, splits = {}, {}
+    heads, splits, classnames = {}, {}, {}
     for task in tasks:
-        datasets, classnames = load_split_datasets(task, data_root, preprocess, seed)
-        heads[task] = zero_shot_head(clip, tokenizer, classnames, PAPER_TASKS[task].templates, device)
+        datasets, names, templates = load_task(task, data_root, preprocess, seed)
+        heads[task] = zero_shot_head(clip, tokenizer, names, templates, device)
+        classnames[task] = tuple(names)
         splits[task] = {name: loader(dataset, batch_size=preset.finetune.batch_size, shuffle=name == "train", seed=seed)
                         for name, dataset in datasets.items()}
     base = {key: value.detach().cpu().clone() for key, value in clip.visual.state_dict().items()}
-    return Workbench(preset, size, device, clip, heads, splits, base, {}, {}, {})
+    return Workbench(preset, size, device, clip, heads, splits, base, {}, {}, {}, classnames=classnames)
 
 
 def _load_finetuned(bench: Workbench, finetuned_dir: str | Path | None) -> None:

@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
+from .imagenet_tasks import is_imagenet_task, load_task_splits
+from .imagenet_tasks import templates as imagenet_templates
 from .tasks import PAPER_TASKS, clean_classname
 
 
@@ -35,7 +37,8 @@ HOW_TO_PROVIDE = (
     "  * CLIP weights: pass weights={size: '/path/to/ViT-B-32.pt'}, or download=True on a machine with "
     "internet (open_clip then caches them);\n"
     "  * datasets: pass data_root=/path/to/datasets holding torchvision's folders "
-    "(stanford_cars, dtd, eurosat, gtsrb, MNIST, svhn, SUN397) and resisc45/NWPU-RESISC45/<class>/;\n"
+    "(stanford_cars, dtd, eurosat, gtsrb, MNIST, svhn, SUN397) and resisc45/NWPU-RESISC45/<class>/; for the "
+    "many-task sequence, imagenet/train/<wnid>/ and imagenet/val/<wnid>/ (as torchvision.datasets.ImageNet extracts them);\n"
     "  * already fine-tuned models (optional): pass finetuned_dir=/path holding <size>/<task>.safetensors or .pt."
 )
 
@@ -127,6 +130,20 @@ def load_split_datasets(task: str, data_root: str | Path, transform: Callable, s
     return {"train": Subset(train, order[n_val:]), "val": Subset(train, order[:n_val]), "test": test}, names
 
 
+def load_task(task: str, data_root: str | Path, transform: Callable, seed: int) -> tuple[dict[str, Dataset], list[str], tuple[str, ...]]:
+    """``(splits, class names, prompt templates)`` of one of the eight datasets or of an ImageNet
+    task of the many-task sequence (:mod:`.imagenet_tasks`)."""
+    if is_imagenet_task(task):
+        try:
+            splits, names = load_task_splits(task, data_root, transform, seed)
+        except (RuntimeError, FileNotFoundError) as error:
+            raise PaperAssetsMissing(f"ImageNet not found under {Path(data_root) / 'imagenet'} ({error}).\n"
+                                     f"{HOW_TO_PROVIDE}") from None
+        return splits, names, imagenet_templates()
+    splits, names = load_split_datasets(task, data_root, transform, seed)
+    return splits, names, PAPER_TASKS[task].templates
+
+
 def loader(dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
     """A DataLoader with a seeded shuffle and a worker per core (at most 8)."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=min(8, os.cpu_count() or 1),
@@ -148,6 +165,7 @@ def check_paper_assets(data_root: str | Path | None, tasks: list[str], model_nam
         root = Path(data_root)
         expected = {"Cars": "stanford_cars", "DTD": "dtd", "EuroSAT": "eurosat", "GTSRB": "gtsrb", "MNIST": "MNIST",
                     "RESISC45": "resisc45", "SUN397": "SUN397", "SVHN": "svhn"}
-        missing += [f"dataset {task} ({root / expected[task]})" for task in tasks if not (root / expected[task]).exists()]
+        named = {("ImageNet", "imagenet") if is_imagenet_task(task) else (task, expected[task]) for task in tasks}
+        missing += [f"dataset {name} ({root / folder})" for name, folder in sorted(named) if not (root / folder).exists()]
     if missing:
         raise PaperAssetsMissing("the paper preset is missing: " + "; ".join(missing) + ".\n" + HOW_TO_PROVIDE)
