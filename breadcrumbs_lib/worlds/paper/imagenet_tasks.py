@@ -16,13 +16,14 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 from torch.utils.data import Dataset
+
+from ..task_cuts import TaskCut
 
 CLASS_COUNT = 1000
 CLASSES_PER_TASK = 5
-TASK_COUNT = CLASS_COUNT // CLASSES_PER_TASK
-PREFIX = "imagenet-"
+CUT = TaskCut("imagenet-", CLASS_COUNT, CLASSES_PER_TASK, "ImageNet task", "the ImageNet sequence")
+TASK_COUNT = CUT.task_count
 VAL_SHARE = 0.1  # of each task's training images, held out for validation
 #: Two pairs of ImageNet classes share a name in CLIP's list ("missile" 657 / 744, "sunglasses"
 #: 836 / 837); one of each is renamed after its WordNet synonym, so that every name is distinct.
@@ -30,22 +31,17 @@ _RENAMED = {744: "projectile", 836: "sunglass"}
 
 
 def imagenet_task_names(count: int = TASK_COUNT) -> tuple[str, ...]:
-    if not 1 <= count <= TASK_COUNT:
-        raise ValueError(f"the ImageNet sequence has {TASK_COUNT} tasks; asked for {count}")
-    return tuple(f"{PREFIX}{index:03d}" for index in range(count))
+    """The names of the first ``count`` tasks, in the order they are merged."""
+    return CUT.names(count)
 
 
 def is_imagenet_task(name: str) -> bool:
-    return name.startswith(PREFIX)
+    return CUT.holds(name)
 
 
 def task_classes(name: str, seed: int) -> tuple[int, ...]:
     """The ImageNet class indices of task ``name`` in the sequence of ``seed``."""
-    if name not in imagenet_task_names():
-        raise ValueError(f"unknown ImageNet task {name!r}; expected {PREFIX}000 to {PREFIX}{TASK_COUNT - 1:03d}")
-    order = np.random.default_rng([seed, 15485863]).permutation(CLASS_COUNT)
-    index = int(name[len(PREFIX):])
-    return tuple(int(c) for c in order[index * CLASSES_PER_TASK:(index + 1) * CLASSES_PER_TASK])
+    return CUT.classes(name, seed)
 
 
 def classnames() -> tuple[str, ...]:
