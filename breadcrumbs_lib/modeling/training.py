@@ -66,7 +66,7 @@ def cosine_with_warmup(step: int, config: OptimConfig) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _optimise(
+def optimise(
     parameters,
     config: OptimConfig,
     next_loss: Callable[[], Tensor],
@@ -124,7 +124,7 @@ def pretrain_clip(
     def clamp_temperature() -> None:
         clip_model.logit_scale.clamp_(0, math.log(100))
 
-    losses = _optimise(clip_model.parameters(), config, contrastive_loss, description, clamp_temperature)
+    losses = optimise(clip_model.parameters(), config, contrastive_loss, description, clamp_temperature)
     clip_model.eval()
     return losses
 
@@ -153,7 +153,7 @@ def finetune(
         with bf16_autocast(device):
             return F.cross_entropy(classifier(images).float(), labels)
 
-    losses = _optimise(classifier.encoder.parameters(), config, classification_loss, description)
+    losses = optimise(classifier.encoder.parameters(), config, classification_loss, description)
     classifier.eval()
     return losses
 

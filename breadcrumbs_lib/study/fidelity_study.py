@@ -30,8 +30,7 @@ import pandas as pd
 
 from ..core.merging import merge
 from ..core.task_vectors import TaskVector
-from ..modeling.evaluation import Evaluator
-from ..worlds.workbench import Workbench
+from ..worlds.workbench import AnyWorkbench, WorldEvaluator
 from . import fidelity
 from .results_store import ResultsStore, setting_of
 from .sweep_units import FINETUNED, ZERO_SHOT, SweepContext, workbench_for
@@ -74,19 +73,19 @@ def measure(context: SweepContext, *, store: ResultsStore, grids: StudyGrids = S
     return measurements
 
 
-def evaluator_on_test(bench: Workbench) -> Evaluator:
-    """An :class:`.Evaluator` of ``bench``'s classifier on the test split of each of its tasks."""
-    return Evaluator(bench.classifier(), bench.heads, {t: bench.splits[t]["test"] for t in bench.tasks})
+def evaluator_on_test(bench: AnyWorkbench) -> WorldEvaluator:
+    """An evaluator of ``bench``'s models on the test split of each of its tasks."""
+    return bench.evaluators(["test"])["test"]
 
 
-def retention_on_test(bench: Workbench, evaluator: Evaluator | None = None, *, beta: float, gamma: float) -> pd.DataFrame:
+def retention_on_test(bench: AnyWorkbench, evaluator: WorldEvaluator | None = None, *, beta: float, gamma: float) -> pd.DataFrame:
     """:func:`.fidelity.retention` of every task of ``bench`` on its test split (``evaluator``:
     one from :func:`evaluator_on_test`, built here if not given)."""
     vectors = {t: TaskVector.from_state_dicts(bench.base, bench.finetuned[t]) for t in bench.tasks}
     return fidelity.retention(evaluator or evaluator_on_test(bench), bench.base, vectors, beta=beta, gamma=gamma)
 
 
-def _merged_all(context: SweepContext, bench: Workbench, tasks: list[str], grids: StudyGrids,
+def _merged_all(context: SweepContext, bench: AnyWorkbench, tasks: list[str], grids: StudyGrids,
                 options: dict[str, Any]) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
     """The all-task measurements, and the settings chosen for Breadcrumbs and task arithmetic."""
     everything = [tuple(tasks)]
@@ -109,13 +108,13 @@ def _merged_all(context: SweepContext, bench: Workbench, tasks: list[str], grids
     return {
         "zero_shot": float(test.loc[test["method"] == ZERO_SHOT, "accuracy"].mean()),
         "finetuned": float(test.loc[test["method"] == FINETUNED, "accuracy"].mean()),
-        "chance": float(np.mean([1 / bench.heads[t].shape[0] for t in tasks])),
+        "chance": float(np.mean([1 / bench.num_classes(t) for t in tasks])),
         "task_arithmetic": ta, "breadcrumbs": bc, "breadcrumbs_85": bc_85, "ties": ties,
         "gap_tuned": bc - ta, "gap_85": bc_85 - ta, "gap_ties": ties - ta,
     }, {"breadcrumbs": bc_settings, "task_arithmetic": ta_settings}
 
 
-def _bootstrap(bench: Workbench, evaluator: Evaluator, settings: dict[str, dict[str, Any]],
+def _bootstrap(bench: AnyWorkbench, evaluator: WorldEvaluator, settings: dict[str, dict[str, Any]],
                seed: int) -> dict[str, float]:
     """The paired bootstrap interval of tuned Breadcrumbs minus tuned task arithmetic, on
     ``evaluator``'s test splits."""

@@ -5,7 +5,7 @@ A unit is independent of every other: :func:`evaluate_unit` takes a small, pickl
 model, which tasks and splits to score), and returns the accuracies. It runs in whatever process
 an executor puts it in: the calling process, a local process pool, or a Dask worker on another
 machine. Each process keeps one :class:`_Worker` per context, built on its first unit: the
-workbench (loaded from the artifact cache), one live classifier into which weights are loaded in
+workbench (loaded from the artifact cache), one live model into which weights are loaded in
 place, and a :class:`.SubsetMerger` whose caches make consecutive units cheap.
 """
 
@@ -17,18 +17,17 @@ import os
 import pickle
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numba
 import torch
 
-from ..modeling.evaluation import Evaluator
 from ..paths import DEFAULT_CACHE_DIR
 from ..worlds.prepare import prepare
 from ..worlds.presets import Preset
-from ..worlds.workbench import Workbench
+from ..worlds.workbench import AnyWorkbench
 from .subset_merging import DEFAULT_CACHE_BYTES, SubsetMerger
 from .task_subsets import Subset
 
@@ -57,7 +56,7 @@ class SweepContext:
     threads: int | None = None
     cache_bytes: int = DEFAULT_CACHE_BYTES
 
-    def prepare(self) -> Workbench:
+    def prepare(self) -> AnyWorkbench:
         """The workbench: from the artifact cache, or built (and cached) now."""
         return prepare(self.preset, self.size, seed=self.seed, cache_dir=self.cache_dir, device=self.device,
                        tasks=None if self.tasks is None else list(self.tasks), data_root=self.data_root,
@@ -107,11 +106,11 @@ def evaluate_unit(context: SweepContext, unit: Unit) -> UnitResult:
     return _worker_for(context).run(unit)
 
 
-_WORKBENCHES: dict[str, Workbench] = {}
+_WORKBENCHES: dict[str, AnyWorkbench] = {}
 _WORKERS: dict[str, _Worker] = {}
 
 
-def workbench_for(context: SweepContext) -> Workbench:
+def workbench_for(context: SweepContext) -> AnyWorkbench:
     """This process's workbench for ``context`` (prepared once; one held at a time)."""
     if context.key not in _WORKBENCHES:
         _WORKBENCHES.clear()  # release the previous one first
@@ -131,15 +130,11 @@ def _worker_for(context: SweepContext) -> _Worker:
 
 
 class _Worker:
-    """A workbench, one live classifier, evaluators per split and a subset merger."""
+    """A workbench, its evaluators per split (sharing one live model) and a subset merger."""
 
-    def __init__(self, context: SweepContext, bench: Workbench):
+    def __init__(self, context: SweepContext, bench: AnyWorkbench):
         self.bench = bench
-        classifier = self.bench.classifier()
-        self.evaluators: dict[str, Evaluator] = {}
-        for split in evaluation_splits(self.bench):
-            splits = {task: self.bench.splits[task][split] for task in self.bench.tasks}
-            self.evaluators[split] = Evaluator(classifier, self.bench.heads, splits)
+        self.evaluators = bench.evaluators(evaluation_splits(bench))  # one live model shared by all splits
         self.merger = SubsetMerger(self.bench.base, self.bench.finetuned, cache_bytes=context.cache_bytes,
                                    inputs=lambda name, task: model_input(self.bench, name, task))
 
@@ -153,7 +148,7 @@ class _Worker:
                 raise ValueError(f"unknown split {split!r}; the workbench has {sorted(self.evaluators)}")
             evaluator = self.evaluators[split]
             if split == unit.splits[0]:
-                evaluator.load(state)  # all evaluators share the live classifier
+                evaluator.load(state)  # all evaluators share the live model
             for task in unit.scored:
                 accuracy[(task, split)] = evaluator.accuracy(task)
         return UnitResult(unit, accuracy, merged - start, time.perf_counter() - merged)
@@ -168,17 +163,17 @@ class _Worker:
 
 
 #: The data a merge method may need besides the weights (a spec's ``inputs``), from a workbench.
-MODEL_INPUTS = {"fishers": Workbench.fisher}
+MODEL_INPUTS: dict[str, Callable[[AnyWorkbench, str], Any]] = {"fishers": lambda bench, task: bench.fisher(task)}
 
 
-def model_input(bench: Workbench, name: str, task: str) -> Any:
+def model_input(bench: AnyWorkbench, name: str, task: str) -> Any:
     """``bench``'s item of the merge input ``name`` for ``task``'s model (e.g. its Fisher)."""
     if name not in MODEL_INPUTS:
         raise ValueError(f"no workbench provides the merge input {name!r}; it provides {sorted(MODEL_INPUTS)}")
     return MODEL_INPUTS[name](bench, task)
 
 
-def evaluation_splits(bench: Workbench) -> list[str]:
+def evaluation_splits(bench: AnyWorkbench) -> list[str]:
     """The splits a workbench can score (all but ``"train"``)."""
     first = next(iter(bench.splits.values()))
     return [name for name in first if name != "train"]

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..core.merging import check_hyperparameters, method_spec
 from ..core.state_dicts import state_dict_digest
-from ..worlds.workbench import Workbench, artifact_key
+from ..worlds.workbench import AnyWorkbench, artifact_key
 from .results_store import (
     ResultsStore,
     RunIdentity,
@@ -183,7 +183,7 @@ def run_sweep(
     return frame[[key in wanted for key in keys]].reset_index(drop=True)
 
 
-def _prepare_inputs(sweeps: Sequence[Sweep], bench: Workbench) -> None:
+def _prepare_inputs(sweeps: Sequence[Sweep], bench: AnyWorkbench) -> None:
     """Compute (and cache) in this process the data the sweeps' methods need besides the weights
     (e.g. the Fishers), so that workers only ever load it."""
     for name in sorted({name for sweep in sweeps for name in method_spec(sweep.method).inputs}):
@@ -222,7 +222,7 @@ def run_selection_sweep(
     return run_sweep([*selecting, *reporting], context, **options)
 
 
-def run_identity(context: SweepContext, bench: Workbench) -> RunIdentity:
+def run_identity(context: SweepContext, bench: AnyWorkbench) -> RunIdentity:
     """What identifies the results of ``bench``: preset, size, seed, library version, recipe and
     the digests of the base and of every fine-tuned checkpoint."""
     base_digest, finetuned_digests = _checkpoint_digests(bench)
@@ -237,10 +237,10 @@ def run_identity(context: SweepContext, bench: Workbench) -> RunIdentity:
     )
 
 
-_DIGESTS: list[tuple[Workbench, str, dict[str, str]]] = []  # the last workbench digested
+_DIGESTS: list[tuple[AnyWorkbench, str, dict[str, str]]] = []  # the last workbench digested
 
 
-def _checkpoint_digests(bench: Workbench) -> tuple[str, dict[str, str]]:
+def _checkpoint_digests(bench: AnyWorkbench) -> tuple[str, dict[str, str]]:
     """SHA-256 digests of ``bench``'s base and fine-tuned models, computed once per workbench
     object: every sweep of a notebook calls this, and hashing ViT-L/14 checkpoints takes seconds."""
     if not _DIGESTS or _DIGESTS[0][0] is not bench:

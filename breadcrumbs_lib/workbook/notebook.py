@@ -38,7 +38,7 @@ from ..study.sweeps import (
     run_sweep,
 )
 from ..worlds.presets import Preset, get_preset
-from ..worlds.workbench import Workbench
+from ..worlds.workbench import AnyWorkbench
 
 OUTPUTS_ENV = "BREADCRUMBS_OUTPUTS"  # the runner's --outputs, seen by the kernels it starts
 EXECUTORS = ("processes", "inline", "dask")
@@ -71,7 +71,7 @@ class Notebook:
                             cache_dir=str(self.cache_dir), threads=threads, data_root=self.data_root,
                             finetuned_dir=self.finetuned_dir)
 
-    def bench(self, size: str | None = None, *, preset: Preset | None = None) -> Workbench:
+    def bench(self, size: str | None = None, *, preset: Preset | None = None) -> AnyWorkbench:
         """The workbench (built on first use and cached in ``data/cache``)."""
         return workbench_for(replace(self.context(size, preset=preset), threads=None))
 
@@ -88,16 +88,19 @@ class Notebook:
         (``study(context, store=nb.store, **nb.sweep_options())``)."""
         return {"executor": self._pool(), "workers": self.workers}
 
-    def selection_sweep(self, sweeps: Sweep | list[Sweep], *, size: str | None = None) -> pd.DataFrame:
+    def selection_sweep(self, sweeps: Sweep | list[Sweep], *, size: str | None = None,
+                        preset: Preset | None = None) -> pd.DataFrame:
         """Grids on the validation splits, then each subset's best setting on the test splits
         (see :func:`breadcrumbs_lib.study.sweeps.run_selection_sweep`)."""
-        return run_selection_sweep(sweeps, self.context(size), store=self.store, executor=self._pool(),
+        return run_selection_sweep(sweeps, self.context(size, preset=preset), store=self.store, executor=self._pool(),
                                    workers=self.workers)
 
-    def measure_claims(self, *, size: str | None = None) -> dict[str, float]:
-        """The measurements of the claims table for this run (see :func:`breadcrumbs_lib.study.fidelity_study.measure`;
-        its sweeps go through the results store like every other)."""
-        return fidelity_study.measure(self.context(size), store=self.store, executor=self._pool(), workers=self.workers)
+    def measure_claims(self, *, size: str | None = None, preset: Preset | None = None) -> dict[str, float]:
+        """The measurements of the claims table for this run, or for another world of it (``preset``;
+        see :func:`breadcrumbs_lib.study.fidelity_study.measure`; its sweeps go through the results
+        store like every other)."""
+        return fidelity_study.measure(self.context(size, preset=preset), store=self.store, executor=self._pool(),
+                                      workers=self.workers)
 
     def save_figure(self, fig: Figure, name: str) -> Path:
         """Save ``fig`` as ``figures/<notebook>-<name>.png`` under the preset's outputs."""

@@ -2,9 +2,10 @@
 
 :func:`prepare` is what the notebooks call. It hands the preset to its world's builder (the
 preset's ``world``: ``"mini"`` pretrains a small CLIP on generated data, ``"paper"`` loads
-open_clip's CLIP and the eight datasets), then fine-tunes the image encoder once per task that
-has no cached model (:func:`.workbench.finetune_missing`). A re-run loads every artifact;
-``recompute=True`` rebuilds them (see :mod:`.workbench` for the cache layout and its keys).
+open_clip's CLIP and the eight datasets, ``"text"`` pretrains a tiny T5 on Python's documentation,
+``"paper-text"`` loads a Hugging Face T5 and four NLP datasets), then fine-tunes the model (image
+encoder or T5) once per task that has no cached model (:func:`.workbench.finetune_missing`). A
+re-run loads every artifact; ``recompute=True`` rebuilds them (see :mod:`.workbench` for the cache layout and its keys).
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ from ..modeling.devices import pick_device
 from ..paths import DEFAULT_CACHE_DIR
 from .mini import build as mini_world
 from .paper import build as paper_world
+from .paper import text_build as paper_text_world
 from .presets import Preset, get_preset
-from .workbench import Workbench, WorldOptions, finetune_missing, finetuning_key, foundation_key
+from .text import build as text_world
+from .workbench import AnyWorkbench, WorldOptions, finetune_missing, finetuning_key, foundation_key
 
 #: world -> builder: ``(preset, size, tasks, *, seed, device, cache_dir, folder, recompute, options)``
 #: -> ``(workbench without missing fine-tuned models, folder of its fine-tuned models' parent)``
-BUILDERS: dict[str, Callable[..., tuple[Workbench, Path]]] = {"mini": mini_world.build, "paper": paper_world.build}
+BUILDERS: dict[str, Callable[..., tuple[AnyWorkbench, Path]]] = {"mini": mini_world.build, "paper": paper_world.build,
+                                                                   "text": text_world.build,
+                                                                   "paper-text": paper_text_world.build}
 
 
 def prepare(
@@ -39,12 +44,14 @@ def prepare(
     weights: dict[str, str | Path] | None = None,
     finetuned_dir: str | Path | None = None,
     download: bool = False,
-) -> Workbench:
-    """Foundation, heads, splits and fine-tuned encoders for ``preset`` / ``size`` (cached).
+) -> AnyWorkbench:
+    """Foundation, heads (vision), splits and fine-tuned models for ``preset`` / ``size`` (cached).
 
     ``data_root``, ``weights`` (size -> CLIP checkpoint file) and ``finetuned_dir`` (holding
     ``<size>/<task>.safetensors`` or ``.pt`` encoder or CLIP state dicts) and ``download``
     (fetch CLIP's weights if they are not cached) serve the ``paper`` world: see :mod:`.paper.data`.
+    The ``paper-text`` world reads ``data_root`` and ``weights`` (size -> a T5 folder): see
+    :mod:`.paper.text_build`.
     """
     preset = get_preset(preset) if isinstance(preset, str) else preset
     if preset.world not in BUILDERS:

@@ -12,10 +12,13 @@ from dataclasses import dataclass, field, replace
 
 from ..modeling.fisher import FisherConfig
 from ..modeling.training import OptimConfig
+from .mini.data import MINI_DATA_VERSION
 from .mini.many_tasks import POOL_SIZE, many_task_names
 from .mini.tasks import MINI_TASKS
 from .paper.imagenet_tasks import imagenet_task_names
 from .paper.tasks import PAPER_TASKS
+from .text.corpus import TEXT_DATA_VERSION, corpus_digest
+from .text.tasks import TEXT_TASKS
 
 SIZES = ("B-32", "B-16", "L-14")
 
@@ -30,6 +33,33 @@ class MiniPretraining:
     pool_per_class: int = 10  # images of each of those classes
     optim: OptimConfig = OptimConfig(steps=1000, batch_size=256, lr=2e-3, weight_decay=0.1, warmup_steps=100)
 
+    def data_version(self) -> int:
+        """What identifies the generated data besides this recipe: part of the foundation's cache key."""
+        return MINI_DATA_VERSION
+
+
+@dataclass(frozen=True)
+class TextPretraining:
+    """How the ``mini`` text foundation (a tiny T5) is pretrained: span corruption on the text
+    world's corpus (:func:`.text.build.pretraining_corpus`).
+
+    The corpus is the language reference and the ``train`` pool's sentences, plus
+    ``captions_per_class`` captions of each class of each task (a task's prompt with its answer
+    written in); a share ``answer_share`` of the captions is shown with exactly the answer hidden
+    (the question a prompt asks), the rest are span-corrupted like any text. A caption's sentence is
+    never one that a task's split uses for fine-tuning, validation or test."""
+
+    vocab_size: int = 4096
+    captions_per_class: int = 150
+    answer_share: float = 0.5
+    max_length: int = 96  # tokens per sequence, pretraining and fine-tuning
+    optim: OptimConfig = OptimConfig(steps=1500, batch_size=128, lr=3e-3, weight_decay=0.01, warmup_steps=150)
+
+    def data_version(self) -> str:
+        """The text world's version and a digest of every sentence it reads (docstrings change
+        between Python releases): part of the foundation's cache key."""
+        return f"{TEXT_DATA_VERSION}-{corpus_digest()}"
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -41,8 +71,8 @@ class Preset:
     model_names: dict[str, str]
     finetune: OptimConfig
     split_sizes: dict[str, int] = field(default_factory=dict)  # mini: images per class per split
-    pretraining: MiniPretraining | None = None
-    world: str = "mini"  # which world builds it: "mini" (generated here) or "paper" (see worlds.prepare)
+    pretraining: MiniPretraining | TextPretraining | None = None  # generated worlds: how their foundation is made
+    world: str = "mini"  # which world builds it: "mini", "text" (generated here), "paper" or "paper-text" (worlds.prepare)
     fisher: FisherConfig = FisherConfig()  # how Fisher merging estimates each model's Fisher
 
     def model_name(self, size: str) -> str:
@@ -112,8 +142,41 @@ MANY_SMOKE = replace(
 PAPER_MANY = replace(PAPER, name="paper-many", tasks=imagenet_task_names(),
                      finetune=replace(PAPER.finetune, steps=500, warmup_steps=50))
 
+# The text world (issue 17: the paper's language experiment, in miniature): a tiny T5 pretrained here by
+# span corruption on Python's own documentation, four prompted classification tasks (worlds.text.tasks),
+# every weight fine-tuned with AdamW (T5's usual recipe uses Adafactor; AdamW keeps one optimiser for
+# both modalities). Its one model size is named after T5's "small".
+TEXT = Preset(
+    name="text",
+    tasks=tuple(TEXT_TASKS),
+    model_names={"small": "mini-T5-small"},
+    finetune=OptimConfig(steps=150, batch_size=64, lr=1e-3, weight_decay=0.1, warmup_steps=15),
+    split_sizes={"train": 150, "val": 40, "test": 60},  # per class; the topic task's "text" area holds 171 / 43 / 71
+    pretraining=TextPretraining(),
+    world="text",
+)
+TEXT_SMOKE = replace(
+    TEXT, name="text-smoke",
+    finetune=OptimConfig(steps=15, batch_size=32, lr=3e-3, weight_decay=0.1, warmup_steps=2),
+    split_sizes={"train": 12, "val": 6, "test": 6},
+    pretraining=TextPretraining(vocab_size=512, captions_per_class=8,
+                                optim=OptimConfig(steps=30, batch_size=64, lr=3e-3, weight_decay=0.01, warmup_steps=3)),
+)
+
+# The paper's language experiment on real models and data (worlds.paper.text_tasks): t5-small or
+# t5-base from a local folder, AG News, SST-2, RTE and MRPC. The paper does not give this run's
+# recipe; here AdamW (as for the vision models, instead of T5's usual Adafactor), lr 1e-4, batch 32,
+# 2,000 steps with 10% warm-up. Never run here (no GPU, no data offline).
+PAPER_TEXT = Preset(
+    name="paper-text",
+    tasks=tuple(TEXT_TASKS),
+    model_names={"small": "t5-small", "base": "t5-base"},
+    finetune=OptimConfig(steps=2000, batch_size=32, lr=1e-4, weight_decay=0.0, warmup_steps=200),
+    world="paper-text",
+)
+
 PRESETS = {"mini": MINI, "paper": PAPER, "smoke": SMOKE, "many": MANY, "many-smoke": MANY_SMOKE,
-           "paper-many": PAPER_MANY}
+           "paper-many": PAPER_MANY, "text": TEXT, "text-smoke": TEXT_SMOKE, "paper-text": PAPER_TEXT}
 #: The many-task world of each preset's run (see :func:`many_task_preset`).
 MANY_TASK_WORLDS = {"mini": MANY, "smoke": MANY_SMOKE, "paper": PAPER_MANY}
 
@@ -128,6 +191,18 @@ def many_task_preset(preset: str, n_tasks: int | None = None) -> Preset:
     if n_tasks is not None and n_tasks < 1:
         raise ValueError(f"n_tasks must be at least 1, got {n_tasks}")
     return world if n_tasks is None else replace(world, tasks=world.tasks[:n_tasks])
+
+
+#: The text world of each preset's run (see :func:`text_preset`).
+TEXT_WORLDS = {"mini": TEXT, "smoke": TEXT_SMOKE, "paper": PAPER_TEXT}
+
+
+def text_preset(preset: str) -> Preset:
+    """The text world that goes with a run of ``preset`` (``mini``: the tiny T5 trained here;
+    ``smoke``: its smoke variant; ``paper``: t5-small / t5-base on the four datasets)."""
+    if preset not in TEXT_WORLDS:
+        raise ValueError(f"no text world for preset {preset!r}; expected one of {sorted(TEXT_WORLDS)}")
+    return TEXT_WORLDS[preset]
 
 
 def get_preset(name: str) -> Preset:

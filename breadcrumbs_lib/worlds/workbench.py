@@ -17,8 +17,10 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -26,10 +28,10 @@ from tqdm.auto import tqdm
 
 from ..core.state_dicts import StateDict, load_state_dict, read_metadata, save_state_dict
 from ..modeling.data import Images
+from ..modeling.evaluation import Evaluator
 from ..modeling.fisher import diagonal_fisher
 from ..modeling.models import MODEL_CONFIG_DIR, ImageClassifier
 from ..modeling.training import finetune
-from .mini.data import MINI_DATA_VERSION
 from .mini.glyph_pool import pool_classes
 from .presets import Preset
 
@@ -58,6 +60,25 @@ class Workbench:
     def tasks(self) -> list[str]:
         """The tasks prepared (all of the preset's, or the subset asked for)."""
         return list(self.heads)
+
+    def num_classes(self, task: str) -> int:
+        return int(self.heads[task].shape[0])
+
+    def evaluators(self, splits: Sequence[str]) -> dict[str, Evaluator]:
+        """One :class:`.Evaluator` per split (of every task), all sharing one live classifier: load
+        weights into one of them and every split scores them."""
+        classifier = self.classifier()
+        return {split: Evaluator(classifier, self.heads, {task: self.splits[task][split] for task in self.tasks})
+                for split in splits}
+
+    def finetune_task(self, task: str) -> tuple[StateDict, list[float]]:
+        """``task``'s image encoder fine-tuned from the foundation (head frozen, the preset's recipe,
+        this workbench's seed) and its loss per step."""
+        classifier = self.classifier()
+        classifier.set_head(self.heads[task])
+        curve = finetune(classifier, self.splits[task]["train"], self.preset.finetune, seed=self.seed,
+                         device=self.device, description=f"fine-tuning {task}")
+        return {key: value.detach().cpu().clone() for key, value in classifier.encoder.state_dict().items()}, curve
 
     def classifier(self) -> ImageClassifier:
         """A classifier around a private copy of the foundation's image encoder (same
@@ -96,6 +117,50 @@ class Workbench:
         return self.folder / f"fisher-{_hash(dataclasses.asdict(self.preset.fisher))}"
 
 
+class WorldEvaluator(Protocol):
+    """What the study engine asks of an evaluator, whatever the modality (:class:`.Evaluator` for
+    images, :class:`...modeling.text_evaluation.TextEvaluator` for text)."""
+
+    def load(self, weights: Mapping[str, Tensor]) -> None: ...
+
+    def correct(self, task: str) -> Tensor: ...
+
+    def accuracy(self, task: str) -> float: ...
+
+    def evaluate(self, weights: Mapping[str, Tensor] | None = None, tasks: list[str] | None = None) -> dict[str, float]: ...
+
+
+class AnyWorkbench(Protocol):
+    """What the study engine (sweeps, fidelity study, merging) reads of a world's workbench: the
+    vision worlds' :class:`Workbench` and the text world's :class:`.text.workbench.TextWorkbench`.
+    ``base`` and ``finetuned`` are the weights task vectors are taken over (the image encoder's; the
+    whole T5's, each shared tensor once); ``splits`` maps task -> split -> that world's data."""
+
+    preset: Preset
+    size: str
+    device: torch.device
+    splits: dict[str, dict[str, Any]]
+    base: StateDict
+    finetuned: dict[str, StateDict]
+    curves: dict[str, list[float]]
+    seconds: dict[str, float]
+    folder: Path | None
+    seed: int
+    fishers: dict[str, StateDict]
+    fisher_seconds: dict[str, float]
+
+    @property
+    def tasks(self) -> list[str]: ...
+
+    def num_classes(self, task: str) -> int: ...
+
+    def evaluators(self, splits: Sequence[str]) -> dict[str, WorldEvaluator]: ...
+
+    def finetune_task(self, task: str) -> tuple[StateDict, list[float]]: ...
+
+    def fisher(self, task: str) -> StateDict: ...
+
+
 @dataclass(frozen=True)
 class WorldOptions:
     """What a world may take from the caller besides preset, size and seed: the ``paper``
@@ -108,10 +173,10 @@ class WorldOptions:
     download: bool = False
 
 
-def finetune_missing(bench: Workbench, recompute: bool) -> None:
+def finetune_missing(bench: AnyWorkbench, recompute: bool) -> None:
     """Fine-tune (with the workbench's seed, and cache in its folder) every task that has no
     fine-tuned encoder yet."""
-    folder, seed = bench.folder, bench.seed
+    folder = bench.folder
     if folder is None:
         raise ValueError("this workbench has no cache folder to fine-tune into")
     bench.curves.update({task: curve for task, curve in read_curves(folder).items() if task in bench.tasks})
@@ -124,15 +189,10 @@ def finetune_missing(bench: Workbench, recompute: bool) -> None:
             bench.finetuned[task] = load_state_dict(path)
         else:
             missing.append(task)
-    classifier = bench.classifier() if missing else None
     for task in tqdm(missing, desc="fine-tuned models", leave=False, disable=not missing):
         start = time.perf_counter()
-        classifier.encoder.load_state_dict(bench.base)
-        classifier.set_head(bench.heads[task])
-        bench.curves[task] = finetune(classifier, bench.splits[task]["train"], bench.preset.finetune, seed=seed,
-                                      device=bench.device, description=f"fine-tuning {task}")
+        bench.finetuned[task], bench.curves[task] = bench.finetune_task(task)
         bench.seconds[f"fine-tuning {task}"] = time.perf_counter() - start
-        bench.finetuned[task] = {key: value.detach().cpu().clone() for key, value in classifier.encoder.state_dict().items()}
         save_state_dict(bench.finetuned[task], _finetuned_path(folder, task),
                         metadata={"task": task, "base": bench.preset.model_name(bench.size)})
         write_curves(folder, {task: bench.curves[task]})
@@ -171,12 +231,12 @@ def _finetuning_fields(preset: Preset) -> dict[str, object]:
 
 def _foundation_fields(preset: Preset, model_name: str, seed: int) -> dict[str, object]:
     config_file = MODEL_CONFIG_DIR / f"{model_name}.json"
-    generated = preset.pretraining is not None  # mini-like worlds: data generated by worlds.mini, versioned
+    generated = preset.pretraining is not None  # worlds whose data is generated here, versioned
     return {
         "model": json.loads(config_file.read_text()) if config_file.exists() else model_name,
         "pretraining": _pretraining_fields(preset.pretraining) if generated else None,
         "seed": seed,
-        "data_version": MINI_DATA_VERSION if generated else None,
+        "data_version": preset.pretraining.data_version() if generated else None,
     }
 
 
