@@ -20,7 +20,7 @@ NOTEBOOKS = runner.notebooks()
 
 
 def test_the_sequence_is_numbered_and_complete():
-    assert [path.name[:2] for path in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 11)]
+    assert [path.name[:2] for path in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 12)]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
@@ -100,6 +100,19 @@ def test_the_runner_stops_at_the_first_failing_notebook_and_keeps_it(tmp_path, c
     assert "broken on purpose" in (executed / "02-broken.ipynb").read_text()
     printed = capsys.readouterr().out
     assert "[2/3] 02-broken FAILED" in printed and str(executed / "02-broken.ipynb") in printed
+
+
+def test_opt_in_notebooks_run_only_when_asked_for(tmp_path, monkeypatch):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    for name in ("01-first", "10-long", "11-last"):
+        _notebook(folder / f"{name}.ipynb", "print('ran')")
+    monkeypatch.setattr(runner, "OPT_IN", ("10",))
+    executed = tmp_path / "outputs" / "smoke" / "notebooks"
+    assert runner.run("smoke", {}, outputs_root=tmp_path / "outputs", folder=folder)
+    assert sorted(path.name for path in executed.iterdir()) == ["01-first.ipynb", "11-last.ipynb"]
+    assert runner.run("smoke", {}, outputs_root=tmp_path / "outputs", folder=folder, only=["10"])
+    assert (executed / "10-long.ipynb").exists()
 
 
 def test_markdown_table():

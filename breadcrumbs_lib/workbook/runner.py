@@ -1,11 +1,11 @@
 """Run the whole workbook for a preset through papermill, in order.
 
     python -m breadcrumbs_lib.workbook.runner --preset mini [-p NAME VALUE ...] [-f params.yaml]
-                                              [--only 01 04] [--outputs DIR]
+                                              [--only 01 04] [--all] [--outputs DIR]
 
-Each ``notebooks/NN-*.ipynb`` is executed with the parameters given (papermill's usual ``-p``,
-values read as YAML, and ``-f`` files; the preset is passed as the ``preset`` parameter) and
-written, executed, to ``outputs/<preset>/notebooks/``; figures, tables and the summary land in
+Each ``notebooks/NN-*.ipynb`` (but the opt-in ones of :data:`OPT_IN`, unless asked for) is
+executed with the parameters given (papermill's usual ``-p``, values read as YAML, and ``-f``
+files; the preset is passed as the ``preset`` parameter) and written, executed, to ``outputs/<preset>/notebooks/``; figures, tables and the summary land in
 ``outputs/<preset>/`` too. One progress line per notebook. The run stops at the first notebook
 that fails, and keeps its executed copy so that the error can be read in place.
 """
@@ -29,6 +29,9 @@ NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 KERNEL_NAME = "breadcrumbs-workbook"
 #: What a smoke run injects into each notebook: the small ``smoke`` preset, sweeps in-process.
 SMOKE_PARAMETERS = {"preset": "smoke", "executor": "inline"}
+#: Notebooks a run skips unless ``--only`` names them (or ``--all`` is given): too long for the
+#: default run on a CPU (the README gives their cost). The tests (nbval) run them like the others.
+OPT_IN = ("10",)
 
 
 def notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
@@ -50,10 +53,18 @@ def prepare_smoke_copies(destination: Path, folder: Path = NOTEBOOKS_DIR) -> lis
     return prepared
 
 
+def _selected(number: str, only: list[str] | None, opt_in: bool) -> bool:
+    """Whether notebook ``number`` runs: named by ``only`` if given, else unless it is opt-in."""
+    if only:
+        return number in only
+    return opt_in or number not in OPT_IN
+
+
 def run(preset: str, parameters: dict, *, only: list[str] | None = None, outputs_root: Path = OUTPUTS_DIR,
-        kernel: str = "python3", folder: Path = NOTEBOOKS_DIR) -> bool:
-    """Execute the notebooks of ``folder`` in order; True when all succeeded."""
-    selected = [path for path in notebooks(folder) if not only or path.name[:2] in only]
+        kernel: str = "python3", folder: Path = NOTEBOOKS_DIR, opt_in: bool = False) -> bool:
+    """Execute the notebooks of ``folder`` in order (those of :data:`OPT_IN` only when ``only``
+    names them or ``opt_in`` is set); True when all succeeded."""
+    selected = [path for path in notebooks(folder) if _selected(path.name[:2], only, opt_in)]
     if not selected:
         raise SystemExit(f"no notebook matches {only} in {folder}")
     previous = os.environ.get(OUTPUTS_ENV)
@@ -119,10 +130,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-p", "--parameters", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     parser.add_argument("-f", "--parameters-file", action="append", default=[], metavar="YAML")
     parser.add_argument("--only", nargs="+", metavar="NN", help="run only these notebook numbers (e.g. 01 04)")
+    parser.add_argument("--all", action="store_true", help=f"also run the opt-in notebooks ({', '.join(OPT_IN)})")
     parser.add_argument("--outputs", type=Path, default=OUTPUTS_DIR, help="outputs root (default: outputs/)")
     args = parser.parse_args(argv)
     parameters = parse_parameters(args.parameters, args.parameters_file)
-    if not run(args.preset, parameters, only=args.only, outputs_root=args.outputs):
+    if not run(args.preset, parameters, only=args.only, outputs_root=args.outputs, opt_in=args.all):
         sys.exit(1)
 
 
