@@ -12,13 +12,13 @@ its training images, taken by a rule that does not depend on the order files are
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
 from torch.utils.data import Dataset
 
 from ..task_cuts import TaskCut
+from .held_out import lowest_hashes
 
 CLASS_COUNT = 1000
 CLASSES_PER_TASK = 5
@@ -103,11 +103,7 @@ def _image_folder(path: str, transform: Callable | None):
 
 
 def _held_out(folder, indices: list[int], seed: int) -> set[int]:
-    """A seeded ``VAL_SHARE`` of ``indices``, chosen by ranking each file's path under a seeded
-    hash: the same files whatever order the filesystem lists them in."""
-    def rank(index: int) -> str:
-        relative = Path(folder.samples[index][0]).relative_to(folder.root).as_posix()
-        return hashlib.sha256(f"{seed}:{relative}".encode()).hexdigest()
-
-    ranked = sorted(indices, key=rank)
-    return set(ranked[: int(round(VAL_SHARE * len(ranked)))])
+    """A seeded ``VAL_SHARE`` of ``indices``, chosen by a seeded hash of each file's path
+    (:func:`.held_out.lowest_hashes`): the same files whatever order the filesystem lists them in."""
+    keys = [f"{seed}:{Path(folder.samples[index][0]).relative_to(folder.root).as_posix()}" for index in indices]
+    return {indices[position] for position in lowest_hashes(keys, int(round(VAL_SHARE * len(indices))))}

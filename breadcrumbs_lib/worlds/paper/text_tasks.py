@@ -14,19 +14,19 @@ paraphrase MRPC (GLUE)  different, alike (equivalent)          ``validation``
 
 GLUE's test labels are hidden, so its official validation split is the test split here; the
 validation split is a seeded 10% of the training set (at most 5,000 examples), chosen by a hash
-of each example's index, as for the vision datasets. Each dataset is read from
+of each example's line number (:func:`.held_out.lowest_hashes`, as for ImageNet's tasks). Each dataset is read from
 ``<data_root>/<folder>/<split>.jsonl``, one JSON object per line with the fields below and an
 integer ``label``: what ``datasets.load_dataset(...)[split].to_json(path)`` writes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..text.tasks import TextExamples, TextTask
+from .held_out import lowest_hashes
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,7 @@ def load_text_task(task: str, data_root: str | Path, seed: int) -> dict[str, Tex
     train = read_records(files["train"], spec.fields, classes)
     test = read_records(files["test"], spec.fields, classes)
     budget = min(VAL_MAX, round(VAL_SHARE * len(train)))
-    ranked = sorted(range(len(train)), key=lambda i: hashlib.sha256(f"{task}-{seed}-{i}".encode()).hexdigest())
-    held = set(ranked[:budget])
+    held = lowest_hashes([f"{task}-{seed}-{i}" for i in range(len(train))], budget)
 
     def examples(records: list[dict]) -> TextExamples:
         return TextExamples(tuple(spec.text(r) for r in records), tuple(int(r["label"]) for r in records))

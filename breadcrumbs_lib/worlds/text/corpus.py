@@ -20,6 +20,7 @@ import ast
 import hashlib
 import re
 import sysconfig
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
@@ -86,10 +87,7 @@ def area_sentences() -> dict[str, tuple[str, ...]]:
         if not paths:
             raise RuntimeError(f"text world: none of {items} found under {root} (area {area!r})")
         found[area] = clean_sentences("\n\n".join(doc for path in paths for doc in _docstrings(path)))
-    counts: dict[str, int] = {}
-    for sentences in found.values():
-        for sentence in set(sentences):
-            counts[sentence] = counts.get(sentence, 0) + 1
+    counts = Counter(sentence for sentences in found.values() for sentence in set(sentences))
     return {area: tuple(s for s in sentences if counts[s] == 1) for area, sentences in found.items()}
 
 

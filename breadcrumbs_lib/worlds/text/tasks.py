@@ -157,7 +157,7 @@ def _entailment(pool: dict[str, tuple[str, ...]], label: int, n: int, rng: rando
         premise = rng.choice(pool[area])
         words = premise.rstrip(".").split()
         if label == 2:  # maybe: a span of another sentence of the same area
-            other = rng.choice([s for s in rng.sample(pool[area], 4) if s != premise] or pool[area])
+            other = _other_sentence(pool[area], premise, rng)
             hypothesis = _span(other.rstrip(".").split(), rng)
         else:
             hypothesis = _span(words, rng)
@@ -189,9 +189,15 @@ def _paraphrase(pool: dict[str, tuple[str, ...]], label: int, n: int, rng: rando
     for _ in range(n):
         area = rng.choice(areas)
         first = rng.choice(pool[area])
-        second = first if label == 0 else rng.choice([s for s in rng.sample(pool[area], 4) if s != first] or pool[area])
+        second = first if label == 0 else _other_sentence(pool[area], first, rng)
         texts.append(f"{first} {_reword(second, rng)}")
     return texts
+
+
+def _other_sentence(sentences: tuple[str, ...], sentence: str, rng: random.Random) -> str:
+    """A sentence of ``sentences`` other than ``sentence`` (drawn among four at random; the
+    whole area if all four are ``sentence``)."""
+    return rng.choice([s for s in rng.sample(sentences, 4) if s != sentence] or sentences)
 
 
 def _all(pool: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
