@@ -12,12 +12,18 @@ Core API:
 The package is layered; each layer imports only the ones above it in this list:
 
 * :mod:`.core`: the paper's math (state dicts, task vectors, masks, merge methods);
+* :mod:`.checkpoints`: model files on disk (safetensors, Hugging Face folders, torch state
+  dicts) read one tensor at a time, and the streaming merge of :func:`.checkpoints.plan_merge`
+  and :func:`.checkpoints.run_merge`;
 * :mod:`.modeling`: CLIP models, the frozen-head classifier, data tensors, training, evaluation;
 * :mod:`.worlds`: presets and the worlds they build (``mini`` generated here, ``paper``), and
   :func:`.worlds.prepare.prepare` (foundation, heads, data, fine-tuned models, cached);
 * :mod:`.study`: sweeps of task subsets x hyperparameter grids into the results store,
   selection on validation, the fidelity diagnostics;
-* :mod:`.workbook`: the notebooks' runtime, what they show, and the papermill runner.
+* :mod:`.workbook`: the notebooks' runtime, what they show, and the papermill runner;
+* :mod:`.cli`: the console scripts ``breadcrumbs-merge`` and ``breadcrumbs-convert``.
+
+``tests/test_layers.py`` checks the order.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -104,10 +104,17 @@ def state_dict_digest(state: Mapping[str, Tensor]) -> str:
     sorted name order. Equal digests mean equal weights; results are keyed by it."""
     digest = hashlib.sha256()
     for key in sorted(state):
-        tensor = state[key].detach().cpu().contiguous()
-        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        update_digest(digest, key, state[key])
     return digest.hexdigest()
+
+
+def update_digest(digest: "hashlib._Hash", key: str, tensor: Tensor) -> None:
+    """Feed one named tensor to ``digest`` as :func:`state_dict_digest` does (name, dtype, shape,
+    bytes): fed in name order, tensor by tensor, it gives the same digest."""
+    tensor = tensor.detach().cpu().contiguous()
+    digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+    if tensor.numel():
+        digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
 
 
 def check_all_finite(state: Mapping[str, Tensor], source: str = "state dict") -> None:

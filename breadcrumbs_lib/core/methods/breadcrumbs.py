@@ -10,7 +10,7 @@ from torch import Tensor
 from ..masks import GRANULARITIES, breadcrumbs_masked, check_fractions, check_granularity
 from ..state_dicts import StateDict, StateDictSource
 from ..task_vectors import TaskVector, iter_task_vectors
-from .spec import Additive, Hyperparameter, MergeMethod, Patterns
+from .spec import Additive, Hyperparameter, MergeMethod, Patterns, whole_vector_when_global
 from .task_arithmetic import ALPHA
 
 
@@ -87,4 +87,5 @@ SPEC = MergeMethod(
     color="tab:orange",
     joint_check=lambda settings: check_fractions(settings["beta"], settings["gamma"]),
     additive=_additive,
+    needs_all_tensors=whole_vector_when_global,
 )

@@ -9,7 +9,7 @@ from torch import Tensor
 from ..masks import GRANULARITIES, check_fractions, check_granularity
 from ..state_dicts import StateDict, StateDictSource
 from . import breadcrumbs as _breadcrumbs
-from .spec import MergeMethod, Patterns
+from .spec import MergeMethod, Patterns, whole_vector_when_global
 from .ties import sign_elected_merge
 
 
@@ -49,4 +49,5 @@ SPEC = MergeMethod(
     hyperparameters=_breadcrumbs.SPEC.hyperparameters,
     color="tab:brown",
     joint_check=_breadcrumbs.SPEC.joint_check,
+    needs_all_tensors=whole_vector_when_global,
 )

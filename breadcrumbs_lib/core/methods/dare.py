@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -26,16 +27,17 @@ def dare(
 ) -> StateDict:
     """``theta + alpha * sum_t d_t * tau_t / (1 - p)``: random drop and rescale, then task arithmetic.
 
-    ``d_t`` keeps each entry independently with probability ``1 - p``. The random draws come
-    from a CPU generator seeded by ``(seed, t)``, in key order, so results are reproducible and
-    the same on every device. ``p = 0`` is exactly task arithmetic.
+    ``d_t`` keeps each entry independently with probability ``1 - p``. Each tensor's draws come
+    from a CPU generator seeded by ``(seed, t, name)``, so results are reproducible, the same on
+    every device, and the same whether the tensors are merged together or one at a time (as the
+    streaming merge of :mod:`breadcrumbs_lib.checkpoints` does). ``p = 0`` is exactly task
+    arithmetic.
     """
     check_drop_rate(p)
     check_seed(seed)
 
     def drop_and_rescale(index: int, vector: TaskVector) -> TaskVector:
-        generator = torch.Generator(device="cpu").manual_seed(_child_seed(int(seed), index))
-        return TaskVector({key: _drop_and_rescale(delta, p, generator) for key, delta in vector.items()})
+        return TaskVector({key: _drop_and_rescale(delta, p, _generator(int(seed), index, key)) for key, delta in vector.items()})
 
     vectors = iter_task_vectors(base, finetuned, include=include, exclude=exclude, transform=drop_and_rescale)
     return TaskVector.sum_of(vectors).apply_to(base, alpha)
@@ -60,9 +62,12 @@ def _drop_and_rescale(delta: Tensor, p: float, generator: torch.Generator) -> Te
     return delta * keep.to(delta.device) / (1.0 - p)
 
 
-def _child_seed(seed: int, index: int) -> int:
-    """An independent 63-bit seed for model ``index`` derived from ``seed``."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
+def _generator(seed: int, index: int, key: str) -> torch.Generator:
+    """A CPU generator for tensor ``key`` of model ``index``, with an independent 63-bit seed
+    derived from ``seed``, the index and the tensor's name."""
+    name = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
+    child = int(np.random.SeedSequence([seed, index, name]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return torch.Generator(device="cpu").manual_seed(child)
 
 
 SPEC = MergeMethod(

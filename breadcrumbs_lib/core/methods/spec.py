@@ -50,6 +50,18 @@ def _no_joint_check(settings: Mapping[str, Any]) -> None:
     """Most methods have no constraint between their hyperparameters."""
 
 
+def _tensor_by_tensor(settings: Mapping[str, Any]) -> str | None:
+    """Most methods merge each tensor from that tensor's values alone."""
+    return None
+
+
+def whole_vector_when_global(settings: Mapping[str, Any]) -> str | None:
+    """A method whose ``granularity="global"`` orders all of a task vector's entries at once."""
+    if settings.get("granularity") == "global":
+        return "granularity 'global' ranks the entries of all tensors of a task vector together"
+    return None
+
+
 def _pattern_check(value: object) -> None:
     if value is not None and (isinstance(value, (str, bytes)) or not isinstance(value, Iterable)):
         raise ValueError(f"include / exclude must be a list of glob patterns or None, got {value!r}")
@@ -69,8 +81,10 @@ class MergeMethod:
     ``additive`` returns the :class:`Additive` form of a complete setting, or ``None`` when the
     method (or that setting) has none; ``inputs`` names the data the method needs besides the
     weights, one item per fine-tuned model (Fisher merging's ``fishers``): keyword arguments of
-    :func:`..merging.merge` that are not hyperparameters (never swept, never stored); ``display_name``, ``color`` and each hyperparameter's
-    ``meaning`` are how the workbook shows it.
+    :func:`..merging.merge` that are not hyperparameters (never swept, never stored);
+    ``needs_all_tensors`` says why a setting cannot merge each tensor from that tensor's values
+    alone (``None``: it can; the streaming merge of :mod:`breadcrumbs_lib.checkpoints` needs it);
+    ``display_name``, ``color`` and each hyperparameter's ``meaning`` are how the workbook shows it.
     """
 
     name: str
@@ -81,6 +95,7 @@ class MergeMethod:
     joint_check: Callable[[Mapping[str, Any]], None] = _no_joint_check
     additive: Callable[[Mapping[str, Any]], Additive | None] | None = None
     inputs: tuple[str, ...] = ()
+    needs_all_tensors: Callable[[Mapping[str, Any]], str | None] = _tensor_by_tensor
 
     @property
     def accepted(self) -> tuple[str, ...]:

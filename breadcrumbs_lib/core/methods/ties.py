@@ -11,7 +11,7 @@ from ..masks import GRANULARITIES, check_granularity
 from ..state_dicts import StateDict, StateDictSource
 from ..task_vectors import TaskVector, iter_task_vectors
 from .breadcrumbs import masking
-from .spec import Hyperparameter, MergeMethod, Patterns
+from .spec import Hyperparameter, MergeMethod, Patterns, whole_vector_when_global
 from .task_arithmetic import ALPHA
 
 
@@ -91,4 +91,5 @@ SPEC = MergeMethod(
                        "the group the trim orders: 'global' (TIES' code), 'tensor', 'row'"),
     ),
     color="tab:green",
+    needs_all_tensors=whole_vector_when_global,
 )

@@ -1,0 +1,14 @@
+"""Model files on disk: reading published checkpoints one tensor at a time, and the streaming
+merge behind the ``breadcrumbs-merge`` command.
+
+* :mod:`.safetensors_files`: the safetensors format, read and written tensor by tensor;
+* :mod:`.sources`: :func:`open_checkpoint` (safetensors, sharded Hugging Face folders, torch
+  state dicts, open_clip files) and :func:`align_keys` (prefixes that wrap the same weights);
+* :mod:`.streaming`: :func:`plan_merge` checks a merge and lays out its output,
+  :func:`run_merge` writes it, with peak memory bounded by a few tensors.
+"""
+
+from .sources import Checkpoint, KeyMap, align_keys, open_checkpoint
+from .streaming import MergePlan, ModelInput, plan_merge, run_merge
+
+__all__ = ["Checkpoint", "KeyMap", "MergePlan", "ModelInput", "align_keys", "open_checkpoint", "plan_merge", "run_merge"]

@@ -1,0 +1,368 @@
+"""The streaming merge: models on disk in, a merged model on disk out, one tensor at a time.
+
+:func:`plan_merge` opens every model (headers only), matches their names to the base's
+(:func:`.sources.align_keys`), checks the method and its settings and lays out the output:
+everything that can be wrong is found before a byte is written. :func:`run_merge` then visits the
+base's tensors in name order; for each it reads that tensor from every model and merges it with
+the library's own :func:`breadcrumbs_lib.merge`, called on one-tensor state dicts, so the output
+is the in-memory merge of the same inputs, bit for bit. Peak memory is a few tensors, whatever
+the models' size.
+
+A model's ``weight`` ``w`` scales its task vector before the method sees it: the method merges
+``theta + w * (theta'_t - theta)`` (float32) in place of ``theta'_t``. The output's floating-point
+tensors take ``dtype`` (by default the base's); the math runs in float32, as in memory.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import math
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..core.merging import merge, method_spec
+from ..core.state_dicts import select_keys, update_digest
+from .safetensors_files import SafetensorsWriter, TensorSpec, index_record, plan_shards, shard_names
+from .sources import Checkpoint, KeyMap, align_keys, open_checkpoint
+
+#: The record of a merge, written beside the weights.
+RECORD = "merge.json"
+#: Output shards are at most this large by default (Hugging Face's usual size).
+DEFAULT_SHARD_BYTES = 5 * 1024**3
+#: A Python process with torch loaded, before any tensor: the floor of the memory estimate.
+PROCESS_BYTES = 400 * 1024**2
+
+
+@dataclass
+class ModelInput:
+    """One fine-tuned model of a merge: its ``path``, ``weight`` (scales its task vector) and the
+    method's per-model inputs (``{"fishers": path}`` for Fisher merging)."""
+
+    path: Path
+    weight: float = 1.0
+    inputs: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass
+class _Opened:
+    """A checkpoint with the names that read it as the base's."""
+
+    checkpoint: Checkpoint
+    keymap: KeyMap
+
+    def read(self, base_name: str) -> Tensor:
+        return self.checkpoint.read(self.keymap.model_name(base_name))
+
+
+@dataclass
+class MergePlan:
+    """A checked merge, ready to run: the opened inputs and the output's layout."""
+
+    method: str
+    settings: dict[str, Any]
+    base: Checkpoint
+    models: list[_Opened]
+    weights: list[float]
+    inputs: dict[str, list[_Opened]]
+    merged: list[str]
+    carried: list[str]
+    layout: dict[str, TensorSpec]
+    shards: list[dict[str, TensorSpec]]
+
+    @property
+    def files(self) -> list[str]:
+        return shard_names(len(self.shards))
+
+    @property
+    def bytes_read(self) -> int:
+        opened = [*self.models, *(item for items in self.inputs.values() for item in items)]
+        return self.base.nbytes + sum(item.checkpoint.nbytes for item in opened)
+
+    @property
+    def bytes_written(self) -> int:
+        return sum(spec.nbytes for spec in self.layout.values())
+
+    def peak_bytes(self) -> int:
+        """An upper estimate of the resident memory of :func:`run_merge`: the process, plus, for
+        the largest tensor, its copy from every input, float32 copies of the base and of each
+        model (TIES keeps every trimmed task vector), four float32 work tensors and the output."""
+        models = len(self.models)
+        largest = 0
+        for name in self.merged or self.carried:
+            spec = self.base.specs[name]
+            read = spec.nbytes + sum(item.checkpoint.specs[item.keymap.model_name(name)].nbytes
+                                     for item in [*self.models, *(i for items in self.inputs.values() for i in items)])
+            work = 4 * spec.numel * (models + 5)
+            largest = max(largest, read + work + self.layout[name].nbytes)
+        return PROCESS_BYTES + largest
+
+    def describe(self) -> str:
+        """What :func:`run_merge` will read and write, and the memory it needs (``--dry-run``)."""
+        spec = method_spec(self.method)
+        shown = {k: v for k, v in self.settings.items() if not (k in ("include", "exclude") and v is None)}
+        lines = [f"method: {spec.display_name} ({self.method}) {json.dumps(shown)}", "read:"]
+        lines.append(_describe_input("base", self.base, None))
+        for index, (item, weight) in enumerate(zip(self.models, self.weights)):
+            lines.append(_describe_input(f"model {index}" + (f" (weight {weight:g})" if weight != 1 else ""),
+                                         item.checkpoint, item.keymap))
+            for name, opened in self.inputs.items():
+                lines.append(_describe_input(f"  {name}", opened[index].checkpoint, opened[index].keymap))
+        dtypes = sorted({str(spec.dtype).removeprefix("torch.") for spec in self.layout.values()})
+        lines += [
+            f"write: {len(self.merged)} merged and {len(self.carried)} carried tensors ({', '.join(dtypes)}), "
+            f"{_size(self.bytes_written)} in {', '.join(self.files)}"
+            + (" with model.safetensors.index.json" if len(self.shards) > 1 else "") + f", and {RECORD}",
+            f"memory: about {_size(self.peak_bytes())} at most (one tensor from every input at a time); "
+            f"{_size(self.bytes_read)} read in all",
+        ]
+        return "\n".join(lines)
+
+    def close(self) -> None:
+        for item in [self.base, *(m.checkpoint for m in self.models),
+                     *(i.checkpoint for items in self.inputs.values() for i in items)]:
+            item.close()
+
+
+def plan_merge(
+    base: str | os.PathLike,
+    models: Sequence[ModelInput],
+    method: str,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    dtype: torch.dtype | None = None,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+) -> MergePlan:
+    """Open and check everything a merge needs (see the module); raises ``ValueError`` or
+    ``FileNotFoundError`` naming the file, key, shape or value at fault."""
+    spec = method_spec(method)
+    settings = spec.complete(dict(parameters or {}))
+    reason = spec.needs_all_tensors(settings)
+    if reason:
+        raise ValueError(f"method {method!r} with these settings cannot be merged one tensor at a time: {reason}; "
+                         f"use the in-memory breadcrumbs_lib.merge, or a per-tensor setting")
+    if not models:
+        raise ValueError("a merge needs at least one fine-tuned model")
+    for index, item in enumerate(models):
+        _check_weight(item.weight, index)
+        needed, given = set(spec.inputs), set(item.inputs)
+        if given - needed:
+            raise ValueError(f"model {index} ({item.path}): method {method!r} takes no input {sorted(given - needed)}"
+                             + (f"; it takes {sorted(needed)}" if needed else ""))
+        if needed - given:
+            raise ValueError(f"model {index} ({item.path}): method {method!r} needs {sorted(needed - given)} for every model")
+    if dtype is not None and not dtype.is_floating_point:
+        raise ValueError(f"the output dtype must be a floating-point type, got {dtype}")
+    if not shard_bytes > 0:
+        raise ValueError(f"the shard size must be positive, got {shard_bytes}")
+
+    opened: list[Checkpoint] = []
+    try:
+        base_checkpoint = _open(base, opened)
+        specs = base_checkpoint.specs
+        merged, carried = select_keys({n: s.as_meta() for n, s in specs.items()}, settings["include"], settings["exclude"])
+        if not merged:
+            raise ValueError(f"{base}: no floating-point tensor is selected for merging")
+        model_items = []
+        inputs: dict[str, list[_Opened]] = {name: [] for name in spec.inputs}
+        for index, item in enumerate(models):
+            checkpoint = _open(item.path, opened)
+            model_items.append(_Opened(checkpoint, align_keys(specs, checkpoint.specs, f"model {index} ({item.path})")))
+            for name in spec.inputs:
+                extra = _open(item.inputs[name], opened)
+                inputs[name].append(_Opened(extra, _align_input(specs, merged, extra, f"{name} of model {index} ({item.inputs[name]})")))
+        layout = {name: TensorSpec(dtype or specs[name].dtype, specs[name].shape)
+                  if specs[name].dtype.is_floating_point else specs[name] for name in sorted(specs)}
+        return MergePlan(method, settings, base_checkpoint, model_items, [float(m.weight) for m in models], inputs,
+                         sorted(merged), sorted(carried), layout, plan_shards(layout, shard_bytes))
+    except BaseException:
+        for checkpoint in opened:
+            checkpoint.close()
+        raise
+
+
+def run_merge(plan: MergePlan, out: str | os.PathLike, *, overwrite: bool = False, progress: bool = True) -> Path:
+    """Run ``plan`` into the folder ``out``: the weights as safetensors (sharded with an index
+    when larger than the shard size) and :data:`RECORD`. The folder is written under a hidden
+    temporary name beside ``out`` and renamed when complete; on any error (or Ctrl-C) it is
+    removed and ``out`` is as it was. An existing ``out`` is refused unless ``overwrite``."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists: choose another output folder, or pass --overwrite to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _check_free_space(out.parent, plan.bytes_written)
+    partial = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    try:
+        digests = _write_weights(plan, partial, progress)
+        _write_record(plan, partial, digests)
+        _replace(partial, out)
+    except OSError as error:
+        shutil.rmtree(partial, ignore_errors=True)
+        if error.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"the disk holding {out.parent} filled up while writing the merged model "
+                                        f"({_size(plan.bytes_written)}); nothing was left behind") from error
+        raise
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return out
+
+
+def _write_weights(plan: MergePlan, folder: Path, progress: bool) -> dict[str, str]:
+    """Merge and write every tensor; return the digest of each input (as ``state_dict_digest``)."""
+    digests = {label: hashlib.sha256() for label in _labels(plan)}
+    merged = set(plan.merged)
+    settings = {k: v for k, v in plan.settings.items() if k not in ("include", "exclude")}
+    metadata = {"format": "pt", "merge_method": plan.method}
+    bar = tqdm(total=plan.bytes_read, unit="B", unit_scale=True, unit_divisor=1024, desc="merging",
+               disable=not progress, dynamic_ncols=True)
+    written = 0
+    try:
+        for shard, file in zip(plan.shards, plan.files):
+            writer = SafetensorsWriter(folder / file, shard, metadata)
+            try:
+                for name in shard:
+                    tensor, read = _merged_tensor(plan, name, name in merged, settings, digests)
+                    writer.write(name, tensor)
+                    written += 1
+                    bar.update(read)
+                    bar.set_postfix_str(f"{written}/{len(plan.layout)} tensors", refresh=False)
+            except BaseException:
+                writer.abandon()
+                raise
+            writer.close()
+    finally:
+        bar.close()
+    if len(plan.shards) > 1:
+        (folder / "model.safetensors.index.json").write_text(json.dumps(index_record(plan.shards, plan.files), indent=2))
+    return {label: digest.hexdigest() for label, digest in digests.items()}
+
+
+def _merged_tensor(plan: MergePlan, name: str, is_merged: bool, settings: dict[str, Any],
+                   digests: Mapping[str, Any]) -> tuple[Tensor, int]:
+    """The output tensor ``name`` and the bytes read for it. Every model's copy is read (and
+    digested) whether merged or carried; a method input only for merged tensors."""
+    base = plan.base.read(name)
+    update_digest(digests["base"], name, base)
+    read = _nbytes(base)
+    finetuned, extras = [], {key: [] for key in plan.inputs}
+    for index, (item, weight) in enumerate(zip(plan.models, plan.weights)):
+        tensor = item.read(name)
+        update_digest(digests[f"model {index}"], item.keymap.model_name(name), tensor)
+        read += _nbytes(tensor)
+        if not is_merged:
+            continue
+        for key, opened in plan.inputs.items():
+            extra = opened[index].read(name)
+            update_digest(digests[f"{key} {index}"], opened[index].keymap.model_name(name), extra)
+            read += _nbytes(extra)
+            extras[key].append({name: extra})
+        if weight != 1.0:
+            tensor = base.float() + weight * (tensor.float() - base.float())
+        finetuned.append({name: tensor})
+    target = plan.layout[name].dtype
+    if not is_merged:
+        return base.to(target), read
+    return merge({name: base.float()}, finetuned, plan.method, **settings, **extras)[name].to(target), read
+
+
+def _nbytes(tensor: Tensor) -> int:
+    return tensor.numel() * tensor.element_size()
+
+
+def _labels(plan: MergePlan) -> list[str]:
+    """Every input, as :data:`RECORD` names it: the base, then each model and its method inputs."""
+    labels = ["base"]
+    for index in range(len(plan.models)):
+        labels.append(f"model {index}")
+        labels += [f"{key} {index}" for key in plan.inputs]
+    return labels
+
+
+def _write_record(plan: MergePlan, folder: Path, digests: Mapping[str, str]) -> None:
+    from .. import __version__
+
+    def described(label: str, item: Checkpoint, keymap: KeyMap | None) -> dict[str, Any]:
+        record = {"path": str(item.path), "format": item.format, "sha256": digests[label]}
+        if keymap is not None and keymap.note:
+            record["names"] = keymap.note
+        return record
+
+    models = []
+    for index, (item, weight) in enumerate(zip(plan.models, plan.weights)):
+        record = described(f"model {index}", item.checkpoint, item.keymap) | {"weight": weight}
+        for key, opened in plan.inputs.items():
+            record[key] = described(f"{key} {index}", opened[index].checkpoint, opened[index].keymap)
+        models.append(record)
+    dtypes = sorted({str(spec.dtype).removeprefix("torch.") for spec in plan.layout.values()})
+    record = {
+        "method": plan.method,
+        "parameters": plan.settings,
+        "base": described("base", plan.base, None),
+        "models": models,
+        "output": {"files": plan.files, "dtypes": dtypes, "merged_tensors": len(plan.merged),
+                   "carried_tensors": len(plan.carried), "bytes": plan.bytes_written},
+        "sha256": "state_dict_digest: sha256 over each tensor's name, dtype, shape and bytes, in name order",
+        "library_version": __version__,
+    }
+    (folder / RECORD).write_text(json.dumps(record, indent=2, default=str) + "\n")
+
+
+def _replace(partial: Path, out: Path) -> None:
+    """Move the finished ``partial`` folder to ``out``; an old ``out`` is removed only after."""
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(old)
+        partial.rename(out)
+        if old.is_dir():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
+    else:
+        partial.rename(out)
+
+
+def _check_free_space(folder: Path, needed: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"{folder} has {_size(free)} free, the merged model needs {_size(needed)}")
+
+
+def _open(path: str | os.PathLike, opened: list[Checkpoint]) -> Checkpoint:
+    checkpoint = open_checkpoint(path)
+    opened.append(checkpoint)
+    return checkpoint
+
+
+def _align_input(base: Mapping[str, TensorSpec], merged: Sequence[str], extra: Checkpoint, name: str) -> KeyMap:
+    """A method input (a Fisher) covers the merged tensors, with the base's shapes."""
+    return align_keys({key: base[key] for key in merged}, extra.specs, name, allow_extra=True)
+
+
+def _check_weight(weight: object, index: int) -> None:
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight == 0:
+        raise ValueError(f"model {index}: weight must be a finite non-zero number, got {weight!r}")
+
+
+def _describe_input(label: str, checkpoint: Checkpoint, keymap: KeyMap | None) -> str:
+    note = f"; {keymap.note}" if keymap is not None and keymap.note else ""
+    return f"  {label}: {checkpoint.path} ({checkpoint.format}, {len(checkpoint.specs)} tensors, {_size(checkpoint.nbytes)}{note})"
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")

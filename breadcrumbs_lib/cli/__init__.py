@@ -1,0 +1,2 @@
+"""The package's console scripts: ``breadcrumbs-merge`` (:mod:`.merge`) and
+``breadcrumbs-convert`` (:mod:`.convert`)."""

@@ -1,0 +1,261 @@
+"""The streaming merge of model files (``breadcrumbs-merge``): equal to the in-memory merge, and
+every bad input stopped with a clear error and nothing left behind."""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from breadcrumbs_lib import merge, save_state_dict
+from breadcrumbs_lib.checkpoints import ModelInput, open_checkpoint, plan_merge, run_merge
+from breadcrumbs_lib.checkpoints import safetensors_files
+from breadcrumbs_lib.cli import convert as convert_cli
+from breadcrumbs_lib.cli import merge as merge_cli
+from breadcrumbs_lib.core.state_dicts import state_dict_digest
+
+
+def _model(seed: int, base: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    if base is None:
+        return {"blocks.0.attn.weight": torch.randn(24, 16, generator=generator).bfloat16(),
+                "blocks.0.attn.bias": torch.randn(24, generator=generator).bfloat16(),
+                "blocks.1.mlp.weight": torch.randn(16, 24, generator=generator).bfloat16(),
+                "logit_scale": torch.randn((), generator=generator).bfloat16(),
+                "steps": torch.tensor(11)}
+    return {key: (value.float() + 0.1 * torch.randn(value.shape, generator=generator)).to(value.dtype)
+            if value.is_floating_point() else value.clone() for key, value in base.items()}
+
+
+@pytest.fixture
+def models(tmp_path):
+    base = _model(0)
+    finetuned = [_model(seed, base) for seed in (1, 2, 3)]
+    save_state_dict(base, tmp_path / "base.safetensors")
+    for index, state in enumerate(finetuned):
+        save_state_dict(state, tmp_path / f"ft{index}.safetensors")
+    return tmp_path, base, finetuned
+
+
+def _inputs(folder: Path, count: int = 3, **options) -> list[ModelInput]:
+    return [ModelInput(folder / f"ft{index}.safetensors", **options) for index in range(count)]
+
+
+def _read_folder(folder: Path) -> dict[str, torch.Tensor]:
+    checkpoint = open_checkpoint(folder)
+    try:
+        return {name: checkpoint.read(name).clone() for name in checkpoint.specs}
+    finally:
+        checkpoint.close()
+
+
+def _merge_files(folder: Path, method: str, parameters: dict, out: str = "out", **options) -> Path:
+    plan = plan_merge(folder / "base.safetensors", options.pop("inputs", None) or _inputs(folder), method, parameters, **options)
+    try:
+        return run_merge(plan, folder / out, progress=False)
+    finally:
+        plan.close()
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir() if path.name.startswith("."))
+
+
+SETTINGS = [
+    ("task_arithmetic", {"alpha": 0.4}),
+    ("breadcrumbs", {"alpha": 0.4, "beta": 0.85, "gamma": 0.01}),
+    ("ties", {"alpha": 1.0, "density": 0.2, "granularity": "tensor"}),
+    ("breadcrumbs_ties", {"alpha": 0.7, "beta": 0.8, "gamma": 0.05}),
+    ("dare", {"alpha": 0.5, "p": 0.3, "seed": 4}),
+    ("average", {}),
+]
+
+
+@pytest.mark.parametrize(("method", "parameters"), SETTINGS, ids=[m for m, _ in SETTINGS])
+def test_the_streaming_merge_is_the_in_memory_merge(models, method, parameters):
+    folder, base, finetuned = models
+    got = _read_folder(_merge_files(folder, method, parameters))
+    want = merge(base, finetuned, method, **parameters)
+    assert list(got) == sorted(want)
+    for key, value in want.items():
+        assert got[key].dtype == value.dtype  # bf16 in, bf16 out; the integer buffer kept
+        assert torch.equal(got[key], value), key
+
+
+def test_fisher_takes_one_fisher_per_model(models):
+    folder, base, finetuned = models
+    fishers = [{key: torch.rand(value.shape, generator=torch.Generator().manual_seed(index))
+                for key, value in base.items() if value.is_floating_point()} for index in range(3)]
+    for index, fisher in enumerate(fishers):
+        save_state_dict(fisher, folder / f"fisher{index}.safetensors")
+    inputs = [ModelInput(folder / f"ft{i}.safetensors", inputs={"fishers": folder / f"fisher{i}.safetensors"}) for i in range(3)]
+    got = _read_folder(_merge_files(folder, "fisher", {}, inputs=inputs))
+    want = merge(base, finetuned, "fisher", fishers=fishers)
+    assert all(torch.equal(got[key], want[key]) for key in want)
+    record = json.loads((folder / "out" / "merge.json").read_text())
+    assert record["models"][0]["fishers"]["path"].endswith("fisher0.safetensors")
+    with pytest.raises(ValueError, match="needs \\['fishers'\\]"):
+        plan_merge(folder / "base.safetensors", _inputs(folder), "fisher", {})
+
+
+def test_weights_scale_task_vectors_and_float32_output(models):
+    folder, base, finetuned = models
+    weights = (0.5, 1.0, 2.0)
+    inputs = [ModelInput(folder / f"ft{i}.safetensors", weight=w) for i, w in enumerate(weights)]
+    got = _read_folder(_merge_files(folder, "task_arithmetic", {"alpha": 0.3}, inputs=inputs, dtype=torch.float32))
+    scaled = [{k: base[k].float() + w * (v.float() - base[k].float()) if v.is_floating_point() else v for k, v in ft.items()}
+              for ft, w in zip(finetuned, weights)]
+    want = merge({k: v.float() if v.is_floating_point() else v for k, v in base.items()}, scaled, "task_arithmetic", alpha=0.3)
+    assert got["blocks.0.attn.weight"].dtype == torch.float32 and got["steps"].dtype == torch.int64
+    assert all(torch.equal(got[key], want[key]) for key in want)
+    with pytest.raises(ValueError, match="weight must be a finite non-zero number"):
+        plan_merge(folder / "base.safetensors", [ModelInput(folder / "ft0.safetensors", weight=0.0)], "task_arithmetic", {"alpha": 1.0})
+
+
+def test_sharded_inputs_and_outputs_with_an_index_and_a_record(models):
+    folder, base, finetuned = models
+    out = _merge_files(folder, "breadcrumbs", {"alpha": 0.4, "beta": 0.85, "gamma": 0.01}, shard_bytes=800)
+    files = sorted(path.name for path in out.iterdir())
+    assert "model.safetensors.index.json" in files and "model-00001-of-00003.safetensors" in files
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    for name, file in index["weight_map"].items():  # the files are safetensors as the library reads them
+        with safe_open(str(out / file), framework="pt") as handle:
+            assert name in handle.keys()
+    record = json.loads((out / "merge.json").read_text())
+    assert record["method"] == "breadcrumbs" and record["parameters"]["beta"] == 0.85
+    assert record["base"]["sha256"] == state_dict_digest(base)
+    assert record["models"][2]["sha256"] == state_dict_digest(finetuned[2])
+    # the sharded folder is itself an input, equal to a merge of the single files
+    again = plan_merge(out, [ModelInput(folder / "ft0.safetensors")], "task_arithmetic", {"alpha": 1.0})
+    assert again.base.format == "safetensors, 3 shards"
+    again.close()
+
+
+def test_wrapping_prefixes_are_recognised_and_reported(models):
+    folder, base, finetuned = models
+    save_state_dict({f"module.visual.{k}": v for k, v in finetuned[0].items()}, folder / "wrapped.safetensors")
+    torch.save({"state_dict": {f"model.{k}": v for k, v in finetuned[1].items()}}, folder / "wrapped.pt")
+    inputs = [ModelInput(folder / "wrapped.safetensors"), ModelInput(folder / "wrapped.pt")]
+    plan = plan_merge(folder / "base.safetensors", inputs, "task_arithmetic", {"alpha": 0.5})
+    assert "'module.visual.'" in plan.describe() and "'model.'" in plan.describe()
+    out = run_merge(plan, folder / "out", progress=False)
+    plan.close()
+    want = merge(base, finetuned[:2], "task_arithmetic", alpha=0.5)
+    got = _read_folder(out)
+    assert all(torch.equal(got[key], want[key]) for key in want)
+
+
+def test_key_and_shape_mismatches_stop_before_writing(models):
+    folder, base, finetuned = models
+    save_state_dict({k: v for k, v in finetuned[0].items() if k != "blocks.1.mlp.weight"}, folder / "short.safetensors")
+    save_state_dict({**finetuned[0], "blocks.0.attn.bias": torch.zeros(25).bfloat16()}, folder / "wide.safetensors")
+    with pytest.raises(ValueError, match="1 missing \\(first \\['blocks.1.mlp.weight'\\]\\)"):
+        plan_merge(folder / "base.safetensors", [ModelInput(folder / "short.safetensors")], "task_arithmetic", {"alpha": 1.0})
+    with pytest.raises(ValueError, match="'blocks.0.attn.bias' has shape \\[25\\]"):
+        plan_merge(folder / "base.safetensors", [ModelInput(folder / "wide.safetensors")], "task_arithmetic", {"alpha": 1.0})
+    assert not (folder / "out").exists()
+
+
+@pytest.mark.parametrize(("method", "parameters", "message"), [
+    ("sparse_magic", {}, "unknown merge method"),
+    ("breadcrumbs", {"alpha": 0.3, "beta": 0.85, "gama": 0.01}, "unknown hyperparameter"),
+    ("breadcrumbs", {"alpha": 0.3, "beta": 1.2, "gamma": 0.01}, "beta"),
+    ("ties", {"alpha": 1.0, "density": 0.2}, "cannot be merged one tensor at a time: granularity 'global'"),
+])
+def test_bad_methods_and_settings_are_refused(models, method, parameters, message):
+    folder, _, _ = models
+    with pytest.raises(ValueError, match=message):
+        plan_merge(folder / "base.safetensors", _inputs(folder), method, parameters)
+
+
+def test_a_nan_mid_stream_leaves_nothing_behind(models):
+    folder, _, finetuned = models
+    broken = dict(finetuned[1])
+    broken["blocks.1.mlp.weight"] = broken["blocks.1.mlp.weight"].clone()
+    broken["blocks.1.mlp.weight"][3, 4] = float("nan")  # the last merged tensor in name order
+    save_state_dict(broken, folder / "ft1.safetensors")
+    with pytest.raises(ValueError, match="'blocks.1.mlp.weight'.*non-finite"):
+        _merge_files(folder, "task_arithmetic", {"alpha": 1.0})
+    assert not (folder / "out").exists() and _leftovers(folder) == []
+
+
+def test_an_existing_output_is_refused_unless_overwrite(models):
+    folder, _, _ = models
+    (folder / "out").mkdir()
+    (folder / "out" / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        _merge_files(folder, "task_arithmetic", {"alpha": 1.0})
+    assert (folder / "out" / "keep.txt").read_text() == "mine"
+    plan = plan_merge(folder / "base.safetensors", _inputs(folder), "task_arithmetic", {"alpha": 1.0})
+    run_merge(plan, folder / "out", overwrite=True, progress=False)
+    plan.close()
+    assert not (folder / "out" / "keep.txt").exists() and (folder / "out" / "model.safetensors").is_file()
+    assert _leftovers(folder) == []
+
+
+def test_a_full_disk_is_reported_and_cleaned_up(models, monkeypatch):
+    folder, _, _ = models
+    real_write = safetensors_files.SafetensorsWriter.write
+    calls = []
+
+    def write_until_full(self, name, tensor):
+        calls.append(name)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, name, tensor)
+
+    monkeypatch.setattr(safetensors_files.SafetensorsWriter, "write", write_until_full)
+    with pytest.raises(OSError, match="filled up while writing the merged model"):
+        _merge_files(folder, "task_arithmetic", {"alpha": 1.0})
+    assert not (folder / "out").exists() and _leftovers(folder) == []
+
+
+def test_pickled_models_are_refused_and_convert_only_when_trusted(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
+    torch.save(model, tmp_path / "finetuned.pt")
+    with pytest.raises(ValueError, match="breadcrumbs-convert --trust-pickle"):
+        open_checkpoint(tmp_path / "finetuned.pt")
+    assert convert_cli.main([str(tmp_path / "finetuned.pt"), str(tmp_path / "a.safetensors")]) == 1
+    assert not (tmp_path / "a.safetensors").exists()
+    assert convert_cli.main(["--trust-pickle", str(tmp_path / "finetuned.pt"), str(tmp_path / "a.safetensors")]) == 0
+    got = _read_folder(tmp_path / "a.safetensors")
+    assert got.keys() == model.state_dict().keys()
+    assert all(torch.equal(got[k], v) for k, v in model.state_dict().items())
+
+
+def _write_config(folder: Path, **overrides) -> Path:
+    config = {"base": "base.safetensors", "models": ["ft0.safetensors", {"path": "ft1.safetensors", "weight": 1.0}],
+              "method": "breadcrumbs", "parameters": {"alpha": 0.4, "beta": 0.85, "gamma": 0.01}, **overrides}
+    path = folder / "merge.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    return path
+
+
+def test_the_command_dry_runs_and_merges(models, capsys):
+    folder, base, finetuned = models
+    config = _write_config(folder)
+    assert merge_cli.main([str(config), str(folder / "out"), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "memory: about" in printed and "model.safetensors" in printed and not (folder / "out").exists()
+    assert merge_cli.main([str(config), str(folder / "out"), "--no-progress"]) == 0
+    want = merge(base, finetuned[:2], "breadcrumbs", alpha=0.4, beta=0.85, gamma=0.01)
+    got = _read_folder(folder / "out")
+    assert all(torch.equal(got[key], want[key]) for key in want)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"modles": []}, "unknown key\\(s\\) \\['modles'\\]"),
+    ({"models": ["missing.safetensors"]}, "models\\[0\\]: .*missing.safetensors does not exist"),
+    ({"dtype": "float8"}, "dtype must be one of"),
+    ({"shard_size": "big"}, "shard_size must be a size"),
+    ({"method": "ties", "parameters": {"alpha": 1.0, "density": 0.2, "granularity": "row", "lambda": 2}}, "unknown hyperparameter"),
+])
+def test_the_command_names_what_is_wrong_in_a_config(models, capsys, overrides, message):
+    folder, _, _ = models
+    assert merge_cli.main([str(_write_config(folder, **overrides)), str(folder / "out")]) == 1
+    assert __import__("re").search(message, capsys.readouterr().err)
+    assert not (folder / "out").exists()
