@@ -3,8 +3,9 @@
 Builds random task vectors with the exact tensor shapes of open_clip's ViT-B-32 image tower
 (architecture only, ``pretrained=None``: nothing is downloaded), merges ``--tasks`` of them with
 task arithmetic and with Breadcrumbs (beta 0.85, gamma 0.01, per tensor) on the same inputs,
-interleaved, and prints every run's wall time, system time and page faults, and the ratio of the
-two methods (best runs, medians, back-to-back pairs), measured in this one run.
+interleaved with a plain loop of ``acc += ft - base`` (task arithmetic with no checks), and
+prints every run's wall time, system time and page faults, and the ratios of the two methods to
+each other and to the loop (best runs, medians, back-to-back pairs), measured in this one run.
 
     .venv/bin/python benchmarks/bench_merge.py [--tasks 8] [--repeats 9] [--granularity tensor]
 """
@@ -60,6 +61,23 @@ def time_merge(base, finetuned, method: str, **hyperparameters) -> Run:
     return Run(wall, after.ru_stime - before.ru_stime, after.ru_minflt - before.ru_minflt)
 
 
+def plain_loop(base, finetuned, alpha: float) -> dict[str, torch.Tensor]:
+    """Task arithmetic with nothing else: ``acc += ft - base`` per tensor, then ``base + alpha * acc``
+    (no checks, no dtype handling): the floor the library's merges are measured against."""
+    total = {key: finetuned[0][key] - value for key, value in base.items()}
+    for model in finetuned[1:]:
+        for key, value in base.items():
+            total[key] += model[key] - value
+    return {key: value + alpha * total[key] for key, value in base.items()}
+
+
+def time_plain_loop(base, finetuned, alpha: float) -> Run:
+    before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    plain_loop(base, finetuned, alpha)
+    wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+    return Run(wall, after.ru_stime - before.ru_stime, after.ru_minflt - before.ru_minflt)
+
+
 def breakdown(base, finetuned, repeats: int) -> dict[str, float]:
     """Best-of-``repeats`` seconds per fine-tuned model of each phase of a Breadcrumbs merge."""
     phases = {"form tau = theta' - theta": [], "locate the two cuts per tensor": [], "apply the mask": []}
@@ -93,15 +111,17 @@ def main() -> None:
     print(f"ViT-B-32 image tower: {len(base)} tensors, {n_params / 1e6:.1f}M parameters; "
           f"{args.tasks} fine-tuned copies; torch {torch.__version__}, {torch.get_num_threads()} threads")
 
-    arithmetic, crumbs = [], []
+    loop, arithmetic, crumbs = [], [], []
+    plain_loop(base, finetuned, 0.3)
     for method, hyperparameters in (("task_arithmetic", {}), ("breadcrumbs", {"beta": 0.85, "gamma": 0.01})):
         # Warm-up, one whole merge each: kernels loaded, work space grown, the allocator's heap at its size.
         merge(base, finetuned, method, alpha=0.3, **hyperparameters)
-    for _ in range(args.repeats):  # interleaved, so that drifts in machine speed hit both alike
+    for _ in range(args.repeats):  # interleaved, so that drifts in machine speed hit all alike
+        loop.append(time_plain_loop(base, finetuned, 0.3))
         arithmetic.append(time_merge(base, finetuned, "task_arithmetic", alpha=0.3))
         crumbs.append(time_merge(base, finetuned, "breadcrumbs", alpha=0.3, beta=0.85, gamma=0.01,
                                  granularity=args.granularity))
-    for label, runs in (("task arithmetic", arithmetic), ("breadcrumbs    ", crumbs)):
+    for label, runs in (("plain loop     ", loop), ("task arithmetic", arithmetic), ("breadcrumbs    ", crumbs)):
         print(f"{label} runs (s): {' '.join(f'{run.wall:.2f}' for run in runs)}   "
               f"system time (s): {' '.join(f'{run.system:.2f}' for run in runs)}   "
               f"page faults (median): {statistics.median(run.page_faults for run in runs):,.0f}")
@@ -112,6 +132,11 @@ def main() -> None:
     print(f"ratio breadcrumbs / task arithmetic: {min(walls_bc) / min(walls_ta):.2f} (best runs), "
           f"{statistics.median(walls_bc) / statistics.median(walls_ta):.2f} (medians), "
           f"{statistics.median(bc / ta for bc, ta in zip(walls_bc, walls_ta)):.2f} (median of back-to-back pairs)")
+    walls_loop = [run.wall for run in loop]
+    for label, walls in (("task arithmetic", walls_ta), ("breadcrumbs", walls_bc)):
+        print(f"ratio {label} / plain loop: {min(walls) / min(walls_loop):.2f} (best runs), "
+              f"{statistics.median(walls) / statistics.median(walls_loop):.2f} (medians), "
+              f"{statistics.median(m / p for m, p in zip(walls, walls_loop)):.2f} (median of back-to-back pairs)")
     print("where a Breadcrumbs merge spends its time, per fine-tuned model (best of the repeats):")
     for phase, seconds in breakdown(base, finetuned, args.repeats).items():
         print(f"  {phase:32s} {seconds:6.3f} s")

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from breadcrumbs_lib import TaskVector, breadcrumbs_mask, reference_breadcrumbs_mask
+from breadcrumbs_lib.core.task_vectors import iter_task_vectors, sum_task_vectors
 
 
 def vector(seed: int) -> TaskVector:
@@ -167,3 +168,28 @@ def test_non_finite_weights_are_named():
     tuned["norm.weight"][2] = float("inf")
     with pytest.raises(ValueError, match="fine-tuned tensor 'norm.weight' of shape \\(5,\\) has 1 non-finite"):
         TaskVector.from_state_dicts(base, tuned)
+
+
+def _masked(key: str, delta: torch.Tensor) -> torch.Tensor:
+    return delta * breadcrumbs_mask(delta, 0.5, 0.1)
+
+
+@given(st.integers(1, 1000), st.integers(1, 4), st.sampled_from([torch.float32, torch.bfloat16]), st.booleans(),
+       st.sampled_from([None, ["layer.*"]]))
+def test_the_tensor_by_tensor_sum_is_the_sum_of_the_vectors(seed, count, dtype, masked, include):
+    base = small_model(seed, dtype)
+    models = [finetune_of(base, seed + index + 1) for index in range(count)]
+    options = {"include": include, "map_delta": _masked if masked else None}
+    want = TaskVector.sum_of(iter_task_vectors(base, models, **options))
+    got = sum_task_vectors(base, models, **options)
+    assert list(got) == list(want) and all(torch.equal(got[key], want[key]) for key in want)
+
+
+def test_the_tensor_by_tensor_sum_names_a_non_finite_model_and_tensor():
+    base = small_model(0)
+    models = [finetune_of(base, 1), finetune_of(base, 2)]
+    models[1]["layer.weight"][0, 0] = float("nan")  # added by the fused pass (not the first model)
+    with pytest.raises(ValueError, match="#1: fine-tuned tensor 'layer.weight' of shape \\(6, 5\\) has 1 non-finite"):
+        sum_task_vectors(base, models)
+    with pytest.raises(ValueError, match="empty"):
+        sum_task_vectors(base, [])

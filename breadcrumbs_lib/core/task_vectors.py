@@ -18,7 +18,7 @@ from numbers import Real
 import torch
 from torch import Tensor
 
-from ._accel import RankBand, band_mask, band_masked, float32_difference
+from ._accel import RankBand, add_float32_difference, band_mask, band_masked, float32_difference
 from .masks import (
     GRANULARITIES,
     breadcrumbs_mask,
@@ -79,14 +79,7 @@ class TaskVector(Mapping[str, Tensor]):
         """
         check_same_layout(base, finetuned, name)
         merged_keys, carried_keys = select_keys(base, include, exclude)
-        deltas = {}
-        for key in merged_keys:
-            if not finetuned[key].is_floating_point():
-                raise ValueError(f"{name}: tensor {key!r} has dtype {finetuned[key].dtype}, the base has {base[key].dtype}")
-            delta, finite = float32_difference(finetuned[key], base[key])
-            if not finite:
-                _raise_non_finite(name, key, base[key], finetuned[key])
-            deltas[key] = delta if map_delta is None else map_delta(key, delta)
+        deltas = {key: _mapped(_delta(base, finetuned, key, name), key, map_delta) for key in merged_keys}
         _warn_if_carried_keys_differ(base, finetuned, carried_keys, name)
         return cls(deltas)
 
@@ -281,6 +274,78 @@ def iter_task_vectors(
             vector = transform(index, vector)
         yield vector
         del vector
+
+
+def sum_task_vectors(
+    base: Mapping[str, Tensor],
+    finetuned: Iterable[StateDictSource],
+    *,
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+    map_delta: DeltaMap | None = None,
+    transform: Callable[[int, TaskVector], TaskVector] | None = None,
+) -> TaskVector:
+    """``sum_t tau_t``, each ``tau_t`` first passed through ``map_delta`` per tensor or
+    ``transform`` whole: by definition ``TaskVector.sum_of(iter_task_vectors(...))`` with the
+    same arguments, and that is how a ``transform`` (which reads a whole vector) is summed.
+
+    Otherwise the sum is formed tensor by tensor, the same vector bit for bit with the same
+    checks and errors, without ever holding a whole task vector: each tensor's delta is formed,
+    mapped and added to the running sum while it is in the CPU's cache, and with no
+    ``map_delta`` every model after the first is added by one pass that forms each difference and
+    adds it at once (:func:`._accel.add_float32_difference`). At most the running sum, one
+    fine-tuned model and one tensor's delta are held.
+    """
+    if transform is not None:
+        return TaskVector.sum_of(iter_task_vectors(base, finetuned, include=include, exclude=exclude,
+                                                   map_delta=map_delta, transform=transform))
+    include = None if include is None else list(include)
+    exclude = None if exclude is None else list(exclude)
+    total: dict[str, Tensor] | None = None
+    for index, source in enumerate(finetuned):
+        name = str(source) if not isinstance(source, Mapping) else f"fine-tuned model #{index}"
+        state = resolve_state_dict(source)
+        check_same_layout(base, state, name)
+        merged_keys, carried_keys = select_keys(base, include, exclude)
+        if total is None:  # the first model's (mapped) deltas start the sum
+            total = {key: _mapped(_delta(base, state, key, name), key, map_delta) for key in merged_keys}
+        elif map_delta is None:
+            for key in merged_keys:
+                _add_delta(total[key], base, state, key, name)
+        else:
+            for key in merged_keys:
+                total[key].add_(map_delta(key, _delta(base, state, key, name)))
+        _warn_if_carried_keys_differ(base, state, carried_keys, name)
+        del state
+    if total is None:
+        raise ValueError("cannot sum an empty list of task vectors")
+    return TaskVector(total)
+
+
+def _delta(base: Mapping[str, Tensor], finetuned: Mapping[str, Tensor], key: str, name: str) -> Tensor:
+    """``finetuned[key] - base[key]`` in float32, checked finite (``ValueError`` naming the model,
+    the tensor and which side holds NaN or inf)."""
+    _check_floating(base, finetuned, key, name)
+    delta, finite = float32_difference(finetuned[key], base[key])
+    if not finite:
+        _raise_non_finite(name, key, base[key], finetuned[key])
+    return delta
+
+
+def _add_delta(total: Tensor, base: Mapping[str, Tensor], finetuned: Mapping[str, Tensor], key: str, name: str) -> None:
+    """``total += finetuned[key] - base[key]``, checked as :func:`_delta` checks."""
+    _check_floating(base, finetuned, key, name)
+    if not add_float32_difference(total, finetuned[key], base[key]):
+        _raise_non_finite(name, key, base[key], finetuned[key])
+
+
+def _mapped(delta: Tensor, key: str, map_delta: DeltaMap | None) -> Tensor:
+    return delta if map_delta is None else map_delta(key, delta)
+
+
+def _check_floating(base: Mapping[str, Tensor], finetuned: Mapping[str, Tensor], key: str, name: str) -> None:
+    if not finetuned[key].is_floating_point():
+        raise ValueError(f"{name}: tensor {key!r} has dtype {finetuned[key].dtype}, the base has {base[key].dtype}")
 
 
 def check_coefficient(value: object, name: str) -> None:

@@ -5,8 +5,9 @@ The rest of :mod:`..core` imports only the names below; the kernels in :mod:`.cp
 reached through them.
 """
 
-from .difference import float32_difference
+from .difference import add_float32_difference, float32_difference
 from .selection import NonFiniteValuesError, RankBand, band_mask, band_masked, find_band, masked_outside_ranks
 
-__all__ = ["NonFiniteValuesError", "RankBand", "band_mask", "band_masked", "find_band", "float32_difference",
+__all__ = ["NonFiniteValuesError", "RankBand", "add_float32_difference", "band_mask", "band_masked", "find_band",
+           "float32_difference",
            "masked_outside_ranks"]

@@ -340,6 +340,27 @@ def subtract_counting_non_finite(minuend, subtrahend, out, chunks):  # pragma: n
 
 
 @njit(parallel=True, cache=True)
+def add_difference_counting_non_finite(total, minuend, subtrahend, chunks):  # pragma: no cover - compiled
+    """``total += minuend - subtrahend`` (float32: the difference rounded, then the sum, as torch's
+    two operations would); returns how many differences are not finite, counted in the same pass."""
+    n = total.size
+    step = (n + chunks - 1) // chunks
+    non_finite = np.zeros(chunks, dtype=np.int64)
+    for c in prange(chunks):
+        start = min(n, c * step)
+        part_total = total[start:min(n, start + step)]
+        part_a = minuend[start:start + part_total.size]
+        part_b = subtrahend[start:start + part_total.size]
+        bad = 0
+        for i in range(part_total.size):
+            difference = part_a[i] - part_b[i]
+            part_total[i] += difference
+            bad += not abs(difference) < np.float32(np.inf)  # NaN compares false
+        non_finite[c] = bad
+    return non_finite.sum()
+
+
+@njit(parallel=True, cache=True)
 def fill_keep_mask(bits, first, span, out):  # pragma: no cover - compiled
     """``out[i] = first <= key_i < first + span`` (unsigned, wrapping); ``out`` is bool."""
     for i in prange(bits.size):

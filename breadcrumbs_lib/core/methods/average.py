@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from torch import Tensor
 
 from ..state_dicts import StateDict, StateDictSource
-from ..task_vectors import TaskVector, iter_task_vectors
+from ..task_vectors import sum_task_vectors
 from .spec import Additive, MergeMethod, Patterns
 
 
@@ -19,7 +19,7 @@ def average(
     exclude: Patterns = None,
 ) -> StateDict:
     """Plain weight averaging: ``mean_t theta'_t = theta + (1/T) sum_t tau_t`` (float32 sum)."""
-    total = TaskVector.sum_of(iter_task_vectors(base, finetuned, include=include, exclude=exclude))
+    total = sum_task_vectors(base, finetuned, include=include, exclude=exclude)
     return total.apply_to(base, 1.0 / len(finetuned))
 
 

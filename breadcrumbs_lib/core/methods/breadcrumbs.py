@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..masks import GRANULARITIES, breadcrumbs_masked, check_fractions, check_granularity
 from ..state_dicts import StateDict, StateDictSource
-from ..task_vectors import TaskVector, iter_task_vectors
+from ..task_vectors import sum_task_vectors
 from .spec import Additive, Hyperparameter, MergeMethod, Patterns, whole_vector_when_global
 from .task_arithmetic import ALPHA
 
@@ -36,15 +36,15 @@ def breadcrumbs(
     """
     check_fractions(beta, gamma)
     check_granularity(granularity, GRANULARITIES)
-    vectors = iter_task_vectors(base, finetuned, include=include, exclude=exclude,
-                                **masking(beta, gamma, granularity))
-    return TaskVector.sum_of(vectors).apply_to(base, alpha)
+    total = sum_task_vectors(base, finetuned, include=include, exclude=exclude, **masking(beta, gamma, granularity))
+    return total.apply_to(base, alpha)
 
 
 def masking(beta: float, gamma: float, granularity: str) -> dict[str, Callable]:
-    """The :func:`..task_vectors.iter_task_vectors` argument that masks every task vector with
-    Breadcrumbs masks: per tensor as each is formed (``map_delta``, while it is in cache), or
-    over the whole vector once it is formed (``transform``) when the ordering is ``"global"``."""
+    """The :func:`..task_vectors.sum_task_vectors` (or ``iter_task_vectors``) argument that
+    masks every task vector with Breadcrumbs masks: per tensor as each is formed (``map_delta``,
+    while it is in cache), or over the whole vector once it is formed (``transform``) when the
+    ordering is ``"global"``."""
     if granularity == "global":
         return {"transform": lambda index, vector: vector.breadcrumbs(beta, gamma, granularity, inplace=True)}
 

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ..state_dicts import StateDict, StateDictSource
-from ..task_vectors import TaskVector, iter_task_vectors
+from ..task_vectors import TaskVector, sum_task_vectors
 from .spec import Hyperparameter, MergeMethod, Patterns
 from .task_arithmetic import ALPHA
 
@@ -39,8 +39,7 @@ def dare(
     def drop_and_rescale(index: int, vector: TaskVector) -> TaskVector:
         return TaskVector({key: _drop_and_rescale(delta, p, _generator(int(seed), index, key)) for key, delta in vector.items()})
 
-    vectors = iter_task_vectors(base, finetuned, include=include, exclude=exclude, transform=drop_and_rescale)
-    return TaskVector.sum_of(vectors).apply_to(base, alpha)
+    return sum_task_vectors(base, finetuned, include=include, exclude=exclude, transform=drop_and_rescale).apply_to(base, alpha)
 
 
 def check_drop_rate(p: object) -> None:

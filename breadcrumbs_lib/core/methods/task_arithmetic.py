@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from torch import Tensor
 
 from ..state_dicts import StateDict, StateDictSource
-from ..task_vectors import TaskVector, check_coefficient, iter_task_vectors
+from ..task_vectors import check_coefficient, sum_task_vectors
 from .spec import Additive, Hyperparameter, MergeMethod, Patterns
 
 
@@ -20,7 +20,7 @@ def task_arithmetic(
     exclude: Patterns = None,
 ) -> StateDict:
     """``theta + alpha * sum_t tau_t``."""
-    total = TaskVector.sum_of(iter_task_vectors(base, finetuned, include=include, exclude=exclude))
+    total = sum_task_vectors(base, finetuned, include=include, exclude=exclude)
     return total.apply_to(base, alpha)
 
 
