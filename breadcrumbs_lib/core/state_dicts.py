@@ -75,6 +75,11 @@ def resolve_state_dict(source: StateDictSource, *, check_finite: bool = True) ->
     raise ValueError(f"expected a state dict or a checkpoint path, got {type(source).__name__}")
 
 
+#: The process's file-creation mask (read once: reading it means setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 def save_state_dict(state: Mapping[str, Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
     """Write ``state`` as safetensors, atomically: a crash never leaves a partial file at ``path``.
 
@@ -88,6 +93,7 @@ def save_state_dict(state: Mapping[str, Tensor], path: str | os.PathLike, metada
     tensors = {key: value.detach().to("cpu").contiguous().clone() for key, value in state.items()}
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
+    os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes it private; the saved file gets the usual mode
     try:
         save_file(tensors, tmp_name, metadata=metadata)
         with open(tmp_name, "rb+") as file:
