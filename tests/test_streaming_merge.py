@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -253,9 +254,29 @@ def test_the_command_dry_runs_and_merges(models, capsys):
     ({"dtype": "float8"}, "dtype must be one of"),
     ({"shard_size": "big"}, "shard_size must be a size"),
     ({"method": "ties", "parameters": {"alpha": 1.0, "density": 0.2, "granularity": "row", "lambda": 2}}, "unknown hyperparameter"),
+    ({"parameters": {"alpha": 0.4, "beta": 0.95, "gamma": 0.1}}, "beta \\+ gamma must be < 1"),
+    ({"method": "dare", "parameters": {"alpha": 0.4, "p": 1.5}}, "p must lie in \\[0, 1\\), got p=1.5"),
+    ({"method": "no_such_method"}, "no_such_method"),
 ])
 def test_the_command_names_what_is_wrong_in_a_config(models, capsys, overrides, message):
     folder, _, _ = models
     assert merge_cli.main([str(_write_config(folder, **overrides)), str(folder / "out")]) == 1
-    assert __import__("re").search(message, capsys.readouterr().err)
+    assert re.search(message, capsys.readouterr().err)
     assert not (folder / "out").exists()
+
+
+def test_an_interrupted_command_leaves_nothing_behind(models, monkeypatch, capsys):
+    folder, _, _ = models
+    real_write = safetensors_files.SafetensorsWriter.write
+    calls = []
+
+    def interrupted(self, name, tensor):
+        calls.append(name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C mid-stream
+        real_write(self, name, tensor)
+
+    monkeypatch.setattr(safetensors_files.SafetensorsWriter, "write", interrupted)
+    assert merge_cli.main([str(_write_config(folder)), str(folder / "out"), "--no-progress"]) == 130
+    assert "interrupted; nothing was written" in capsys.readouterr().err
+    assert not (folder / "out").exists() and _leftovers(folder) == []

@@ -232,7 +232,7 @@ def _write_weights(plan: MergePlan, folder: Path, progress: bool) -> dict[str, s
     metadata = {"format": "pt", "merge_method": plan.method}
     bar = tqdm(total=plan.bytes_read, unit="B", unit_scale=True, unit_divisor=1024, desc="merging",
                disable=not progress, dynamic_ncols=True)
-    written = 0
+    written, written_bytes = 0, 0
     try:
         for shard, file in zip(plan.shards, plan.files):
             writer = SafetensorsWriter(folder / file, shard, metadata)
@@ -240,9 +240,9 @@ def _write_weights(plan: MergePlan, folder: Path, progress: bool) -> dict[str, s
                 for name in shard:
                     tensor, read = _merged_tensor(plan, name, name in merged, settings, digests)
                     writer.write(name, tensor)
-                    written += 1
+                    written, written_bytes = written + 1, written_bytes + plan.layout[name].nbytes
                     bar.update(read)
-                    bar.set_postfix_str(f"{written}/{len(plan.layout)} tensors", refresh=False)
+                    bar.set_postfix_str(f"{written}/{len(plan.layout)} tensors, {_size(written_bytes)} written", refresh=False)
             except BaseException:
                 writer.abandon()
                 raise
