@@ -3,7 +3,7 @@
 Builds, in ``--workdir``, a base and ``--models`` fine-tuned copies of a CLIP image tower in
 Hugging Face's layout (a ``CLIPVisionModelWithProjection`` folder: ``config.json`` and
 ``model.safetensors``, bf16, random weights: nothing is downloaded). ``--size L-14`` is the
-ViT-L/14 tower, 303M parameters, about 0.6 GB a model. The fine-tuned copies are the base plus
+ViT-L/14 tower with its projection, 304M parameters, about 0.6 GB a model. The fine-tuned copies are the base plus
 heavy-tailed noise (Student-t-like, 5% of each tensor's spread), rounded to bf16.
 
 Both tools then merge them with Breadcrumbs (beta 0.85, gamma 0.01, alpha 0.3, per tensor),
@@ -173,7 +173,9 @@ def main() -> None:
         if args.mergekit:
             commands["mergekit"] = [args.mergekit, str(theirs_config), str(workdir / "out-mergekit"),
                                     "--no-copy-tokenizer", "--quiet", "--no-write-model-card"]
-        parameters = sum(spec.numel for spec in open_checkpoint(base).specs.values())
+        opened = open_checkpoint(base)
+        parameters = sum(spec.numel for spec in opened.specs.values())
+        opened.close()
         print(f"{args.size} image tower, {parameters / 1e6:.0f}M parameters, bf16; base + {args.models} models; "
               f"Breadcrumbs beta {BETA}, gamma {GAMMA}, alpha {ALPHA}; torch threads {torch.get_num_threads()}")
         runs = []

@@ -101,6 +101,8 @@ def test_fisher_takes_one_fisher_per_model(models):
     assert record["models"][0]["fishers"]["path"].endswith("fisher0.safetensors")
     with pytest.raises(ValueError, match="needs \\['fishers'\\]"):
         plan_merge(folder / "base.safetensors", _inputs(folder), "fisher", {})
+    with pytest.raises(ValueError, match="2 scaling coefficient\\(s\\) for 3 fine-tuned model"):  # before any write
+        plan_merge(folder / "base.safetensors", inputs, "fisher", {"scaling": [1.0, 2.0]})
 
 
 def test_weights_scale_task_vectors_and_float32_output(models):
@@ -179,7 +181,7 @@ def test_a_nan_mid_stream_leaves_nothing_behind(models):
     broken["blocks.1.mlp.weight"] = broken["blocks.1.mlp.weight"].clone()
     broken["blocks.1.mlp.weight"][3, 4] = float("nan")  # the last merged tensor in name order
     save_state_dict(broken, folder / "ft1.safetensors")
-    with pytest.raises(ValueError, match="'blocks.1.mlp.weight'.*non-finite"):
+    with pytest.raises(ValueError, match="ft1.safetensors: tensor 'blocks.1.mlp.weight' .* 1 non-finite"):
         _merge_files(folder, "task_arithmetic", {"alpha": 1.0})
     assert not (folder / "out").exists() and _leftovers(folder) == []
 
@@ -280,3 +282,21 @@ def test_an_interrupted_command_leaves_nothing_behind(models, monkeypatch, capsy
     assert merge_cli.main([str(_write_config(folder)), str(folder / "out"), "--no-progress"]) == 130
     assert "interrupted; nothing was written" in capsys.readouterr().err
     assert not (folder / "out").exists() and _leftovers(folder) == []
+
+
+def test_unreadable_and_unstorable_inputs_are_named(tmp_path, models):
+    folder, base, _ = models
+    (tmp_path / "notes.pt").write_text("not a model")
+    with pytest.raises(ValueError, match="notes.pt: not a readable torch file"):
+        open_checkpoint(tmp_path / "notes.pt")
+    torch.save({**base, "phase": torch.zeros(2, dtype=torch.complex64)}, tmp_path / "base.pt")
+    torch.save({**base, "phase": torch.zeros(2, dtype=torch.complex64)}, tmp_path / "ft.pt")
+    with pytest.raises(ValueError, match="tensor 'phase' is torch.complex64, which safetensors cannot store"):
+        plan_merge(tmp_path / "base.pt", [ModelInput(tmp_path / "ft.pt")], "task_arithmetic", {"alpha": 1.0})
+
+
+def test_a_misspelt_model_key_is_named(models, capsys):
+    folder, _, _ = models
+    config = _write_config(folder, models=[{"path": "ft0.safetensors", "wieght": 0.5}])
+    assert merge_cli.main([str(config), str(folder / "out")]) == 1
+    assert "models[0] has unknown key(s) ['wieght']" in capsys.readouterr().err

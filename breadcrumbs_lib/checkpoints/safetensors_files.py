@@ -114,9 +114,13 @@ def _parse_header(file, path: Path) -> tuple[dict[str, _Entry], dict[str, str]]:
     start, entries = _LENGTH.size + length, {}
     for name, info in header.items():
         try:
-            dtype, shape, (begin, end) = DTYPES[info["dtype"]], tuple(int(n) for n in info["shape"]), info["data_offsets"]
+            kind, shape, (begin, end) = info["dtype"], tuple(int(n) for n in info["shape"]), info["data_offsets"]
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{path}: tensor {name!r} has a malformed header entry {info!r}") from error
+        if kind not in DTYPES:
+            raise ValueError(f"{path}: tensor {name!r} has dtype {kind}, which this reader does not support "
+                             f"(it reads {', '.join(DTYPES)})")
+        dtype = DTYPES[kind]
         spec = TensorSpec(dtype, shape)
         if end - begin != spec.nbytes or begin < 0 or start + end > size:
             raise ValueError(f"{path}: tensor {name!r} ({info['dtype']}, shape {list(shape)}) has data offsets "
@@ -144,7 +148,11 @@ class SafetensorsWriter:
         text = json.dumps(header, separators=(",", ":")).encode()
         text += b" " * (-len(text) % 8)  # the tensors start 8-byte aligned
         self._file = open(self.path, "xb")
-        self._file.write(_LENGTH.pack(len(text)) + text)
+        try:
+            self._file.write(_LENGTH.pack(len(text)) + text)
+        except BaseException:
+            self._file.close()
+            raise
 
     def write(self, name: str, tensor: Tensor) -> None:
         expected = self._order[self._next] if self._next < len(self._order) else None

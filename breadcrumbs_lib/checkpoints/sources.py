@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,8 @@ FOLDER_FILES = (
 )
 #: Prefixes that wrap a whole model's names: DataParallel's ``module.``, wrappers' ``model.``.
 WRAPPERS = ("module.", "model.")
+#: How torch's ``weights_only`` loader words its refusal of a pickled object (and names it).
+WEIGHTS_ONLY_REFUSAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 #: The image tower of a CLIP model: its names with or without this prefix are the same weights.
 TOWER = "visual."
 
@@ -71,9 +75,14 @@ class SafetensorsCheckpoint(Checkpoint):
         try:
             for file in files:
                 self._readers[file.name] = SafetensorsReader(file)
+            self._index_tensors(index)
         except BaseException:
             self.close()
             raise
+
+    def _index_tensors(self, index: Mapping[str, str] | None) -> None:
+        """Which reader holds each tensor, checked against the Hugging Face index if there is one."""
+        path = self.path
         self._where: dict[str, SafetensorsReader] = {}
         for reader in self._readers.values():
             for name in reader.specs:
@@ -119,6 +128,9 @@ class TorchCheckpoint(Checkpoint):
 
     def read(self, name: str) -> Tensor:
         return self._tensors[name]
+
+    def close(self) -> None:
+        self._tensors.clear()  # the last references to the mapped storages
 
 
 def open_checkpoint(path: str | os.PathLike) -> Checkpoint:
@@ -172,7 +184,7 @@ def _read_index(path: Path) -> dict[str, str]:
 def _open_safetensors_index(path: Path) -> Checkpoint:
     weight_map = _read_index(path)
     files = [path.parent / file for file in sorted(set(weight_map.values()))]
-    return SafetensorsCheckpoint(path.parent if path.parent.is_dir() else path, files, weight_map)
+    return SafetensorsCheckpoint(path.parent, files, weight_map)
 
 
 def _open_torch_index(path: Path) -> Checkpoint:
@@ -186,7 +198,7 @@ def _load_torch_state_dict(file: Path) -> dict[str, Tensor]:
     except RuntimeError:  # an old (non-zip) torch file cannot be memory-mapped
         state = _load_weights_only(file, mmap=False)
     except Exception as error:
-        raise _pickle_error(file, error) from error
+        raise _load_error(file, error) from error
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]  # open_clip's (and Lightning's) training checkpoints
     if not isinstance(state, Mapping):
@@ -201,16 +213,24 @@ def _load_weights_only(file: Path, mmap: bool) -> object:
     try:
         return torch.load(file, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:
-        raise _pickle_error(file, error) from error
+        raise _load_error(file, error) from error
 
 
-def _pickle_error(file: Path, error: Exception) -> ValueError:
+def _load_error(file: Path, error: Exception) -> ValueError:
+    """Why ``file`` did not load: pickled objects that ``weights_only`` refused, or not a torch file."""
+    refused = WEIGHTS_ONLY_REFUSAL.search(str(error)) if isinstance(error, pickle.UnpicklingError) else None
+    if refused:
+        return _pickle_error(file, refused.group(1))
+    return ValueError(f"{file}: not a readable torch file, nor safetensors by its name ({type(error).__name__} "
+                      f"from torch.load)")
+
+
+def _pickle_error(file: Path, named: str) -> ValueError:
     return ValueError(
-        f"{file}: not a weights-only torch file. It holds pickled Python objects (for example a whole "
-        f"model, as the task_vectors release does), and unpickling would run code from the file, so it "
-        f"is refused. If you trust its source, convert it to a state dict first: "
-        f"`breadcrumbs-convert --trust-pickle {file} {file.with_suffix('.safetensors')}`. ({type(error).__name__}: "
-        f"{str(error).splitlines()[0] if str(error) else ''})")
+        f"{file}: not a weights-only torch file. It holds pickled Python objects (it names {named}; a whole "
+        f"model, as the task_vectors release publishes, is one), and unpickling would run code from the file, "
+        f"so it is refused. If you trust its source, convert it to a state dict first: "
+        f"`breadcrumbs-convert --trust-pickle {file} {file.with_suffix('.safetensors')}`.")
 
 
 @dataclass(frozen=True)

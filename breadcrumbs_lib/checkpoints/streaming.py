@@ -1,8 +1,10 @@
 """The streaming merge: models on disk in, a merged model on disk out, one tensor at a time.
 
 :func:`plan_merge` opens every model (headers only), matches their names to the base's
-(:func:`.sources.align_keys`), checks the method and its settings and lays out the output:
-everything that can be wrong is found before a byte is written. :func:`run_merge` then visits the
+(:func:`.sources.align_keys`), checks the method and its settings (and rehearses the merge on
+one-entry tensors, for the checks that depend on the models' count) and lays out the output:
+everything that can be known from the files' headers is checked before a byte is written; the
+values themselves (NaN or inf) are checked as each tensor is merged. :func:`run_merge` then visits the
 base's tensors in name order; for each it reads that tensor from every model and merges it with
 the library's own :func:`breadcrumbs_lib.merge`, called on one-tensor state dicts, so the output
 is the in-memory merge of the same inputs, bit for bit. Peak memory is a few tensors, whatever
@@ -23,8 +25,10 @@ import os
 import resource
 import shutil
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +37,15 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..core.merging import merge, method_spec
+from ..core.methods.spec import MergeMethod
 from ..core.state_dicts import select_keys, update_digest
-from .safetensors_files import SafetensorsWriter, TensorSpec, index_record, plan_shards, shard_names
+from .safetensors_files import DTYPE_NAMES, SafetensorsWriter, TensorSpec, index_record, plan_shards, shard_names
 from .sources import Checkpoint, KeyMap, align_keys, open_checkpoint
 
 #: The record of a merge, written beside the weights.
 RECORD = "merge.json"
-#: Output shards are at most this large by default (Hugging Face's usual size).
-DEFAULT_SHARD_BYTES = 5 * 1024**3
+#: Output shards are at most this large by default (Hugging Face's usual "5GB").
+DEFAULT_SHARD_BYTES = 5 * 1000**3
 #: Beyond the tensors: the allocator's slack and the mask kernels compiled on first use
 #: (measured: merging three ViT-B/32 image towers peaked 129 MiB above the planning process with
 #: task arithmetic and 249 MiB with Breadcrumbs, for about 95 MiB of tensor work).
@@ -88,9 +93,31 @@ class MergePlan:
         return shard_names(len(self.shards))
 
     @property
+    def method_settings(self) -> dict[str, Any]:
+        return _per_tensor(self.settings)
+
+    @property
+    def dtypes(self) -> list[str]:
+        """The output's dtypes, by name."""
+        return sorted({str(spec.dtype).removeprefix("torch.") for spec in self.layout.values()})
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Every opened input: the base, the models and the method's inputs."""
+        return [self.base, *(m.checkpoint for m in self.models),
+                *(i.checkpoint for items in self.inputs.values() for i in items)]
+
+    def bytes_read_for(self, name: str) -> int:
+        """What merging (or carrying) tensor ``name`` reads: its copy in the base and in every
+        model, and in each method input if it is merged."""
+        opened = list(self.models)
+        if name in self._merged:
+            opened += [item for items in self.inputs.values() for item in items]
+        return self.base.specs[name].nbytes + sum(item.checkpoint.specs[item.keymap.model_name(name)].nbytes
+                                                  for item in opened)
+
+    @property
     def bytes_read(self) -> int:
-        opened = [*self.models, *(item for items in self.inputs.values() for item in items)]
-        return self.base.nbytes + sum(item.checkpoint.nbytes for item in opened)
+        return sum(self.bytes_read_for(name) for name in self.layout)
 
     @property
     def bytes_written(self) -> int:
@@ -101,14 +128,10 @@ class MergePlan:
         (torch and the library loaded: about 700 MB with PyPI's torch), :data:`SLACK_BYTES`, and
         for the largest tensor its copy from every input, float32 copies of the base and of each
         model (TIES keeps every trimmed task vector), four float32 work tensors and the output."""
-        models = len(self.models)
         largest = 0
-        for name in self.merged or self.carried:
-            spec = self.base.specs[name]
-            read = spec.nbytes + sum(item.checkpoint.specs[item.keymap.model_name(name)].nbytes
-                                     for item in [*self.models, *(i for items in self.inputs.values() for i in items)])
-            work = 4 * spec.numel * (models + 5)
-            largest = max(largest, read + work + self.layout[name].nbytes)
+        for name, out in self.layout.items():
+            work = 4 * out.numel * (len(self.models) + 5) if name in self._merged else 0
+            largest = max(largest, self.bytes_read_for(name) + work + out.nbytes)
         return _resident_bytes() + SLACK_BYTES + largest
 
     def describe(self) -> str:
@@ -122,9 +145,8 @@ class MergePlan:
                                          item.checkpoint, item.keymap))
             for name, opened in self.inputs.items():
                 lines.append(_describe_input(f"  {name}", opened[index].checkpoint, opened[index].keymap))
-        dtypes = sorted({str(spec.dtype).removeprefix("torch.") for spec in self.layout.values()})
         lines += [
-            f"write: {len(self.merged)} merged and {len(self.carried)} carried tensors ({', '.join(dtypes)}), "
+            f"write: {len(self.merged)} merged and {len(self.carried)} carried tensors ({', '.join(self.dtypes)}), "
             f"{_size(self.bytes_written)} in {', '.join(self.files)}"
             + (" with model.safetensors.index.json" if len(self.shards) > 1 else "") + f", and {RECORD}",
             f"memory: about {_size(self.peak_bytes())} at most (one tensor from every input at a time); "
@@ -133,9 +155,12 @@ class MergePlan:
         return "\n".join(lines)
 
     def close(self) -> None:
-        for item in [self.base, *(m.checkpoint for m in self.models),
-                     *(i.checkpoint for items in self.inputs.values() for i in items)]:
+        for item in self.checkpoints():
             item.close()
+
+    @cached_property
+    def _merged(self) -> set[str]:
+        return set(self.merged)
 
 
 def plan_merge(
@@ -151,7 +176,40 @@ def plan_merge(
     ``FileNotFoundError`` naming the file, key, shape or value at fault."""
     spec = method_spec(method)
     settings = spec.complete(dict(parameters or {}))
-    reason = spec.needs_all_tensors(settings)
+    _check_request(spec, settings, models, dtype, shard_bytes)
+    opened: list[Checkpoint] = []
+    try:
+        base_checkpoint = _open(base, opened)
+        specs = base_checkpoint.specs
+        merged, carried = select_keys({n: s.as_meta() for n, s in specs.items()}, settings["include"], settings["exclude"])
+        if not merged:
+            raise ValueError(f"{base}: no floating-point tensor is selected for merging")
+        model_items = []
+        inputs: dict[str, list[_Opened]] = {name: [] for name in spec.inputs}
+        for index, item in enumerate(models):
+            checkpoint = _open(item.path, opened)
+            model_items.append(_Opened(checkpoint, align_keys(specs, checkpoint.specs, f"model {index} ({item.path})")))
+            for name in spec.inputs:
+                extra = _open(item.inputs[name], opened)
+                label = f"{name} of model {index} ({item.inputs[name]})"
+                inputs[name].append(_Opened(extra, _align_input(specs, merged, extra, label)))
+        layout = {name: TensorSpec(dtype or specs[name].dtype, specs[name].shape)
+                  if specs[name].dtype.is_floating_point else specs[name] for name in sorted(specs)}
+        _check_storable(layout, base)
+        _rehearse(method, settings, len(models))
+        return MergePlan(method, settings, base_checkpoint, model_items, [float(m.weight) for m in models], inputs,
+                         sorted(merged), sorted(carried), layout, plan_shards(layout, shard_bytes))
+    except BaseException:
+        for checkpoint in opened:
+            checkpoint.close()
+        raise
+
+
+def _check_request(spec: MergeMethod, settings: Mapping[str, Any], models: Sequence[ModelInput],
+                   dtype: torch.dtype | None, shard_bytes: int) -> None:
+    """What can be checked before opening a file: the method's fit, weights, inputs, dtype, shard size."""
+    method = spec.name
+    reason = spec.whole_vector_reason(settings)
     if reason:
         raise ValueError(f"method {method!r} with these settings cannot be merged one tensor at a time: {reason}; "
                          f"use the in-memory breadcrumbs_lib.merge, or a per-tensor setting")
@@ -170,30 +228,6 @@ def plan_merge(
     if not shard_bytes > 0:
         raise ValueError(f"the shard size must be positive, got {shard_bytes}")
 
-    opened: list[Checkpoint] = []
-    try:
-        base_checkpoint = _open(base, opened)
-        specs = base_checkpoint.specs
-        merged, carried = select_keys({n: s.as_meta() for n, s in specs.items()}, settings["include"], settings["exclude"])
-        if not merged:
-            raise ValueError(f"{base}: no floating-point tensor is selected for merging")
-        model_items = []
-        inputs: dict[str, list[_Opened]] = {name: [] for name in spec.inputs}
-        for index, item in enumerate(models):
-            checkpoint = _open(item.path, opened)
-            model_items.append(_Opened(checkpoint, align_keys(specs, checkpoint.specs, f"model {index} ({item.path})")))
-            for name in spec.inputs:
-                extra = _open(item.inputs[name], opened)
-                inputs[name].append(_Opened(extra, _align_input(specs, merged, extra, f"{name} of model {index} ({item.inputs[name]})")))
-        layout = {name: TensorSpec(dtype or specs[name].dtype, specs[name].shape)
-                  if specs[name].dtype.is_floating_point else specs[name] for name in sorted(specs)}
-        return MergePlan(method, settings, base_checkpoint, model_items, [float(m.weight) for m in models], inputs,
-                         sorted(merged), sorted(carried), layout, plan_shards(layout, shard_bytes))
-    except BaseException:
-        for checkpoint in opened:
-            checkpoint.close()
-        raise
-
 
 def run_merge(plan: MergePlan, out: str | os.PathLike, *, overwrite: bool = False, progress: bool = True) -> Path:
     """Run ``plan`` into the folder ``out``: the weights as safetensors (sharded with an index
@@ -205,9 +239,7 @@ def run_merge(plan: MergePlan, out: str | os.PathLike, *, overwrite: bool = Fals
         raise FileExistsError(f"{out} exists: choose another output folder, or pass --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     _check_free_space(out.parent, plan.bytes_written)
-    partial = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         digests = _write_weights(plan, partial, progress)
         _write_record(plan, partial, digests)
@@ -227,8 +259,6 @@ def run_merge(plan: MergePlan, out: str | os.PathLike, *, overwrite: bool = Fals
 def _write_weights(plan: MergePlan, folder: Path, progress: bool) -> dict[str, str]:
     """Merge and write every tensor; return the digest of each input (as ``state_dict_digest``)."""
     digests = {label: hashlib.sha256() for label in _labels(plan)}
-    merged = set(plan.merged)
-    settings = {k: v for k, v in plan.settings.items() if k not in ("include", "exclude")}
     metadata = {"format": "pt", "merge_method": plan.method}
     bar = tqdm(total=plan.bytes_read, unit="B", unit_scale=True, unit_divisor=1024, desc="merging",
                disable=not progress, dynamic_ncols=True)
@@ -238,11 +268,11 @@ def _write_weights(plan: MergePlan, folder: Path, progress: bool) -> dict[str, s
             writer = SafetensorsWriter(folder / file, shard, metadata)
             try:
                 for name in shard:
-                    tensor, read = _merged_tensor(plan, name, name in merged, settings, digests)
-                    writer.write(name, tensor)
+                    writer.write(name, _output_tensor(plan, name, digests))
                     written, written_bytes = written + 1, written_bytes + plan.layout[name].nbytes
-                    bar.update(read)
-                    bar.set_postfix_str(f"{written}/{len(plan.layout)} tensors, {_size(written_bytes)} written", refresh=False)
+                    bar.update(plan.bytes_read_for(name))
+                    bar.set_postfix_str(f"{written}/{len(plan.layout)} tensors, {_size(written_bytes)} written",
+                                        refresh=False)
             except BaseException:
                 writer.abandon()
                 raise
@@ -250,36 +280,52 @@ def _write_weights(plan: MergePlan, folder: Path, progress: bool) -> dict[str, s
     finally:
         bar.close()
     if len(plan.shards) > 1:
-        (folder / "model.safetensors.index.json").write_text(json.dumps(index_record(plan.shards, plan.files), indent=2))
+        index = json.dumps(index_record(plan.shards, plan.files), indent=2)
+        (folder / "model.safetensors.index.json").write_text(index)
     return {label: digest.hexdigest() for label, digest in digests.items()}
 
 
-def _merged_tensor(plan: MergePlan, name: str, is_merged: bool, settings: dict[str, Any],
-                   digests: Mapping[str, Any]) -> tuple[Tensor, int]:
-    """The output tensor ``name`` and the bytes read for it. Every model's copy is read (and
-    digested) whether merged or carried; a method input only for merged tensors."""
+def _output_tensor(plan: MergePlan, name: str, digests: Mapping[str, Any]) -> Tensor:
+    """The output tensor ``name``: merged, or the base's if carried. Every model's copy is read
+    (and digested) either way; a method input only for merged tensors."""
     base = plan.base.read(name)
     update_digest(digests["base"], name, base)
-    read = _nbytes(base)
+    merged = name in plan._merged
     finetuned, extras = [], {key: [] for key in plan.inputs}
     for index, (item, weight) in enumerate(zip(plan.models, plan.weights)):
         tensor = item.read(name)
         update_digest(digests[f"model {index}"], item.keymap.model_name(name), tensor)
-        read += _nbytes(tensor)
-        if not is_merged:
-            continue
-        for key, opened in plan.inputs.items():
-            extra = opened[index].read(name)
-            update_digest(digests[f"{key} {index}"], opened[index].keymap.model_name(name), extra)
-            read += _nbytes(extra)
-            extras[key].append({name: extra})
-        if weight != 1.0:
-            tensor = base.float() + weight * (tensor.float() - base.float())
-        finetuned.append({name: tensor})
+        if merged:
+            for key, opened in plan.inputs.items():
+                extra = opened[index].read(name)
+                update_digest(digests[f"{key} {index}"], opened[index].keymap.model_name(name), extra)
+                extras[key].append({name: extra})
+            finetuned.append({name: tensor})
     target = plan.layout[name].dtype
-    if not is_merged:
-        return base.to(target), read
-    return merge({name: base.float()}, finetuned, plan.method, **settings, **extras)[name].to(target), read
+    if not merged:
+        return base.to(target)
+    theta = base.float()
+    finetuned = [{name: theta + weight * (model[name].float() - theta)} if weight != 1.0 else model
+                 for model, weight in zip(finetuned, plan.weights)]
+    try:
+        return merge({name: theta}, finetuned, plan.method, **plan.method_settings, **extras)[name].to(target)
+    except ValueError as error:
+        _name_non_finite_input(plan, name, base, finetuned, error)
+        raise
+
+
+def _name_non_finite_input(plan: MergePlan, name: str, base: Tensor, finetuned: list[dict[str, Tensor]],
+                           error: ValueError) -> None:
+    """Raise ``ValueError`` naming the file and tensor behind ``error`` if an input holds NaN or inf
+    (the in-memory merge names a model by its position only)."""
+    sources = [(plan.base.path, name, base)]
+    sources += [(item.checkpoint.path, item.keymap.model_name(name), model[name])
+                for item, model in zip(plan.models, finetuned)]
+    for path, tensor_name, tensor in sources:
+        bad = int((~torch.isfinite(tensor)).sum()) if tensor.is_floating_point() else 0
+        if bad:
+            raise ValueError(f"{path}: tensor {tensor_name!r} of shape {list(tensor.shape)} has {bad} "
+                             f"non-finite values (NaN or inf)") from error
 
 
 def _resident_bytes() -> int:
@@ -291,10 +337,6 @@ def _resident_bytes() -> int:
     except (OSError, ValueError, IndexError):
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
-
-
-def _nbytes(tensor: Tensor) -> int:
-    return tensor.numel() * tensor.element_size()
 
 
 def _labels(plan: MergePlan) -> list[str]:
@@ -321,32 +363,38 @@ def _write_record(plan: MergePlan, folder: Path, digests: Mapping[str, str]) -> 
         for key, opened in plan.inputs.items():
             record[key] = described(f"{key} {index}", opened[index].checkpoint, opened[index].keymap)
         models.append(record)
-    dtypes = sorted({str(spec.dtype).removeprefix("torch.") for spec in plan.layout.values()})
     record = {
         "method": plan.method,
         "parameters": plan.settings,
         "base": described("base", plan.base, None),
         "models": models,
-        "output": {"files": plan.files, "dtypes": dtypes, "merged_tensors": len(plan.merged),
+        "output": {"files": plan.files, "dtypes": plan.dtypes, "merged_tensors": len(plan.merged),
                    "carried_tensors": len(plan.carried), "bytes": plan.bytes_written},
-        "sha256": "state_dict_digest: sha256 over each tensor's name, dtype, shape and bytes, in name order",
+        "sha256": "state_dict_digest: sha256 over each tensor's name, dtype, shape and bytes, in name order "
+                  "(of a method input: over the tensors read, those of the merged names)",
         "library_version": __version__,
     }
     (folder / RECORD).write_text(json.dumps(record, indent=2, default=str) + "\n")
 
 
 def _replace(partial: Path, out: Path) -> None:
-    """Move the finished ``partial`` folder to ``out``; an old ``out`` is removed only after."""
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
+    """Move the finished ``partial`` folder to ``out``. An old ``out`` is moved aside first, put
+    back if the move fails, and removed only after (a failure to remove it is not the merge's)."""
+    if not out.exists():
         partial.rename(out)
-        if old.is_dir():
-            shutil.rmtree(old)
-        else:
-            old.unlink()
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent)) / out.name
+    out.rename(old)
+    try:
+        partial.rename(out)
+    except BaseException:
+        old.rename(out)
+        raise
+    if old.is_dir():
+        shutil.rmtree(old.parent, ignore_errors=True)
     else:
-        partial.rename(out)
+        old.unlink(missing_ok=True)
+        shutil.rmtree(old.parent, ignore_errors=True)
 
 
 def _check_free_space(folder: Path, needed: int) -> None:
@@ -364,6 +412,26 @@ def _open(path: str | os.PathLike, opened: list[Checkpoint]) -> Checkpoint:
 def _align_input(base: Mapping[str, TensorSpec], merged: Sequence[str], extra: Checkpoint, name: str) -> KeyMap:
     """A method input (a Fisher) covers the merged tensors, with the base's shapes."""
     return align_keys({key: base[key] for key in merged}, extra.specs, name, allow_extra=True)
+
+
+def _check_storable(layout: Mapping[str, TensorSpec], base: str | os.PathLike) -> None:
+    for name, spec in layout.items():
+        if spec.dtype not in DTYPE_NAMES:
+            raise ValueError(f"{base}: tensor {name!r} is {spec.dtype}, which safetensors cannot store")
+
+
+def _rehearse(method: str, settings: Mapping[str, Any], count: int) -> None:
+    """Merge one-entry tensors with the method, so that the checks that depend on the number of
+    models (Fisher merging's ``scaling``, one per model) fail now, before anything is written."""
+    spec = method_spec(method)
+    one = {"rehearsal": torch.ones(1)}
+    extras = {name: [one] * count for name in spec.inputs}
+    merge({"rehearsal": torch.zeros(1)}, [one] * count, method, **_per_tensor(settings), **extras)
+
+
+def _per_tensor(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings passed to the method for each tensor: all but the choice of tensors."""
+    return {k: v for k, v in settings.items() if k not in ("include", "exclude")}
 
 
 def _check_weight(weight: object, index: int) -> None:

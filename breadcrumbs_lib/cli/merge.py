@@ -30,11 +30,15 @@ import torch
 import yaml
 
 from ..checkpoints.streaming import DEFAULT_SHARD_BYTES, ModelInput, plan_merge, run_merge
+from ..core.merging import METHODS
 
 #: Output dtypes by name.
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 KEYS = ("base", "models", "method", "parameters", "dtype", "shard_size")
+#: Per-model inputs that some methods take (Fisher merging's ``fishers``), by name.
+MODEL_INPUTS = tuple(sorted({name for spec in METHODS.values() for name in spec.inputs}))
+MODEL_KEYS = ("path", "weight", *MODEL_INPUTS)
 _UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
 
 
@@ -116,7 +120,11 @@ def _model(item: object, folder: Path, config: Path, index: int) -> ModelInput:
     weight = item.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)):
         raise ConfigError(f"{config}: {where}.weight must be a number, got {weight!r}")
-    inputs = {key: _path(value, folder, config, f"{where}.{key}") for key, value in item.items() if key not in ("path", "weight")}
+    unknown = [key for key in item if key not in MODEL_KEYS]
+    if unknown:
+        raise ConfigError(f"{config}: {where} has unknown key(s) {unknown}; a model has 'path', 'weight' "
+                          f"and the per-model inputs of the methods that need them ({', '.join(MODEL_INPUTS)})")
+    inputs = {key: _path(value, folder, config, f"{where}.{key}") for key, value in item.items() if key in MODEL_INPUTS}
     return ModelInput(_path(item["path"], folder, config, f"{where}.path"), float(weight), inputs)
 
 

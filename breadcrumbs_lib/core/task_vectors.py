@@ -293,8 +293,10 @@ def sum_task_vectors(
     checks and errors, without ever holding a whole task vector: each tensor's delta is formed,
     mapped and added to the running sum while it is in the CPU's cache, and with no
     ``map_delta`` every model after the first is added by one pass that forms each difference and
-    adds it at once (:func:`._accel.add_float32_difference`). At most the running sum, one
-    fine-tuned model and one tensor's delta are held.
+    adds it at once (:func:`._accel.add_float32_difference`; contiguous float32 CPU tensors, else
+    a difference and an add). At most the running sum, one fine-tuned model and one tensor's
+    delta are held. ``map_delta`` must return a new tensor or its argument (the first model's
+    results become the running sum), as masks and ``TaskVector`` arithmetic do.
     """
     if transform is not None:
         return TaskVector.sum_of(iter_task_vectors(base, finetuned, include=include, exclude=exclude,

@@ -13,8 +13,9 @@ from typing import Any
 
 import yaml
 
-from ..core.state_dicts import StateDict, load_state_dict, save_state_dict
-from ..worlds.workbench import AnyWorkbench
+from ..checkpoints import open_checkpoint
+from ..core.state_dicts import StateDict, save_state_dict
+from ..worlds.workbench import AnyWorkbench, finetuned_path
 
 
 @dataclass(frozen=True)
@@ -44,14 +45,23 @@ def merge_through_command(bench: AnyWorkbench, tasks: Sequence[str], method: str
     out = folder / "merged"
     dry_run = _run([str(config), str(out), "--dry-run"])
     _run([str(config), str(out), "--overwrite", "--no-progress"])
-    return CommandMerge(config, out, dry_run, load_state_dict(out / "model.safetensors"))
+    return CommandMerge(config, out, dry_run, _read_model(out))
 
 
 def _finetuned_file(bench: AnyWorkbench, task: str, folder: Path) -> Path:
-    cached = None if bench.folder is None else bench.folder / f"{task}.safetensors"
+    cached = None if bench.folder is None else finetuned_path(bench.folder, task)
     if cached is not None and cached.is_file():
         return cached
     return save_state_dict(bench.finetuned[task], folder / f"{task}.safetensors")
+
+
+def _read_model(out: Path) -> StateDict:
+    """The merged model in ``out`` (one file or sharded), every tensor in memory."""
+    checkpoint = open_checkpoint(out)
+    try:
+        return {name: checkpoint.read(name) for name in checkpoint.specs}
+    finally:
+        checkpoint.close()
 
 
 def _run(arguments: list[str]) -> str:

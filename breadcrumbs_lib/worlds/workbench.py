@@ -182,7 +182,7 @@ def finetune_missing(bench: AnyWorkbench, recompute: bool) -> None:
     bench.curves.update({task: curve for task, curve in read_curves(folder).items() if task in bench.tasks})
     missing = []
     for task in bench.tasks:
-        path = _finetuned_path(folder, task)
+        path = finetuned_path(folder, task)
         if task in bench.finetuned:
             continue
         if path.exists() and not recompute:
@@ -193,7 +193,7 @@ def finetune_missing(bench: AnyWorkbench, recompute: bool) -> None:
         start = time.perf_counter()
         bench.finetuned[task], bench.curves[task] = bench.finetune_task(task)
         bench.seconds[f"fine-tuning {task}"] = time.perf_counter() - start
-        save_state_dict(bench.finetuned[task], _finetuned_path(folder, task),
+        save_state_dict(bench.finetuned[task], finetuned_path(folder, task),
                         metadata={"task": task, "base": bench.preset.model_name(bench.size)})
         write_curves(folder, {task: bench.curves[task]})
         for stale in folder.glob(f"fisher-*/{task}.safetensors"):  # the Fishers of the model replaced
@@ -202,7 +202,8 @@ def finetune_missing(bench: AnyWorkbench, recompute: bool) -> None:
         bench.fisher_seconds.pop(task, None)
 
 
-def _finetuned_path(folder: Path, task: str) -> Path:
+def finetuned_path(folder: Path, task: str) -> Path:
+    """Where a world's cache folder keeps the fine-tuned model of ``task``."""
     return folder / f"{task}.safetensors"
 
 

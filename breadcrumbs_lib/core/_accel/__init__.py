@@ -9,5 +9,4 @@ from .difference import add_float32_difference, float32_difference
 from .selection import NonFiniteValuesError, RankBand, band_mask, band_masked, find_band, masked_outside_ranks
 
 __all__ = ["NonFiniteValuesError", "RankBand", "add_float32_difference", "band_mask", "band_masked", "find_band",
-           "float32_difference",
-           "masked_outside_ranks"]
+           "float32_difference", "masked_outside_ranks"]

@@ -87,5 +87,5 @@ SPEC = MergeMethod(
     color="tab:orange",
     joint_check=lambda settings: check_fractions(settings["beta"], settings["gamma"]),
     additive=_additive,
-    needs_all_tensors=whole_vector_when_global,
+    whole_vector_reason=whole_vector_when_global,
 )

@@ -49,5 +49,5 @@ SPEC = MergeMethod(
     hyperparameters=_breadcrumbs.SPEC.hyperparameters,
     color="tab:brown",
     joint_check=_breadcrumbs.SPEC.joint_check,
-    needs_all_tensors=whole_vector_when_global,
+    whole_vector_reason=whole_vector_when_global,
 )

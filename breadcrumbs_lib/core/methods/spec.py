@@ -82,7 +82,7 @@ class MergeMethod:
     method (or that setting) has none; ``inputs`` names the data the method needs besides the
     weights, one item per fine-tuned model (Fisher merging's ``fishers``): keyword arguments of
     :func:`..merging.merge` that are not hyperparameters (never swept, never stored);
-    ``needs_all_tensors`` says why a setting cannot merge each tensor from that tensor's values
+    ``whole_vector_reason`` says why a setting cannot merge each tensor from that tensor's values
     alone (``None``: it can; the streaming merge of :mod:`breadcrumbs_lib.checkpoints` needs it);
     ``display_name``, ``color`` and each hyperparameter's ``meaning`` are how the workbook shows it.
     """
@@ -95,7 +95,7 @@ class MergeMethod:
     joint_check: Callable[[Mapping[str, Any]], None] = _no_joint_check
     additive: Callable[[Mapping[str, Any]], Additive | None] | None = None
     inputs: tuple[str, ...] = ()
-    needs_all_tensors: Callable[[Mapping[str, Any]], str | None] = _tensor_by_tensor
+    whole_vector_reason: Callable[[Mapping[str, Any]], str | None] = _tensor_by_tensor
 
     @property
     def accepted(self) -> tuple[str, ...]:

@@ -91,5 +91,5 @@ SPEC = MergeMethod(
                        "the group the trim orders: 'global' (TIES' code), 'tensor', 'row'"),
     ),
     color="tab:green",
-    needs_all_tensors=whole_vector_when_global,
+    whole_vector_reason=whole_vector_when_global,
 )
