@@ -30,6 +30,16 @@ def test_registry_has_the_papers_datasets_class_counts_and_templates():
     assert clean_classname("/a/abbey") == "abbey" and clean_classname("baseball_diamond") == "baseball diamond"
 
 
+def test_class_names_keep_what_tells_classes_apart():
+    # torchvision's SUN397 names drop the letter folder but keep the sub-scene; the paper's code reads both parts
+    sun = ["apartment_building/outdoor", "church/indoor", "church/outdoor", "/a/abbey", "/b/bakery/shop"]
+    assert [clean_classname(name) for name in sun] == [
+        "apartment building outdoor", "church indoor", "church outdoor", "abbey", "bakery shop"]
+    assert clean_classname("Ram C/V Cargo Van Minivan 2012", slash_in_names=PAPER_TASKS["Cars"].slash_in_names) == (
+        "Ram C/V Cargo Van Minivan 2012")
+    assert not any(task.slash_in_names for name, task in PAPER_TASKS.items() if name != "Cars")
+
+
 def test_paper_recipe_is_the_papers():
     assert (PAPER.finetune.steps, PAPER.finetune.batch_size, PAPER.finetune.lr) == (2000, 128, 1e-5)
     assert (PAPER.finetune.weight_decay, PAPER.finetune.warmup_steps) == (0.1, 200)

@@ -122,9 +122,13 @@ def load_split_datasets(task: str, data_root: str | Path, transform: Callable, s
             classes = full.classes
     except (RuntimeError, FileNotFoundError) as error:
         raise PaperAssetsMissing(f"dataset {task} not found under {root} ({error}).\n{HOW_TO_PROVIDE}") from None
-    names = list(spec.classnames) if spec.classnames is not None else [clean_classname(c) for c in classes]
+    names = list(spec.classnames) if spec.classnames is not None else [
+        clean_classname(c, slash_in_names=spec.slash_in_names) for c in classes]
     if len(names) != spec.num_classes:
         raise ValueError(f"dataset {task} under {root} has {len(names)} classes, expected {spec.num_classes}")
+    if len(set(names)) != len(names):
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        raise ValueError(f"dataset {task} under {root}: class names {repeated[:5]} are given to more than one class")
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
     n_val = min(n_val, len(train) // 10) if task not in ("EuroSAT", "RESISC45", "SUN397") else n_val
     return {"train": Subset(train, order[n_val:]), "val": Subset(train, order[:n_val]), "test": test}, names

@@ -8,7 +8,11 @@ readable names); those of Cars, DTD, RESISC45 and SUN397 come from the dataset f
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+#: SUN397's class paths start with a one-letter folder: "/a/abbey".
+_LETTER_FOLDER = re.compile(r"^/[a-z]/")
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,7 @@ class PaperTask:
     split_sizes: tuple[int, int, int]  # (train, validation, test) as in the paper's Table 1
     templates: tuple[str, ...]
     classnames: tuple[str, ...] | None = None  # None: read from the dataset
+    slash_in_names: bool = False  # a "/" in a dataset's class name is part of the name (Cars' "C/V")
 
     def __post_init__(self) -> None:
         if self.classnames is not None and len(self.classnames) != self.num_classes:
@@ -72,7 +77,7 @@ PAPER_TASKS: dict[str, PaperTask] = {
     for task in (
         PaperTask("Cars", 196, (7330, 814, 8041), (
             "a photo of a {}.", "a photo of the {}.", "a photo of my {}.", "i love my {}!", "a photo of my dirty {}.",
-            "a photo of my clean {}.", "a photo of my new {}.", "a photo of my old {}.")),
+            "a photo of my clean {}.", "a photo of my new {}.", "a photo of my old {}."), slash_in_names=True),
         PaperTask("DTD", 47, (3384, 376, 1880), _frames(
             ("a photo of {} texture.", "a photo of {} pattern.", "a photo of {} thing.", "a photo of {} object."),
             ("a ", "the "))),
@@ -90,7 +95,13 @@ PAPER_TASKS: dict[str, PaperTask] = {
 }
 
 
-def clean_classname(raw: str) -> str:
-    """A readable class name from a dataset's folder or label: ``"/a/abbey"`` -> ``"abbey"``,
-    ``"baseball_diamond"`` -> ``"baseball diamond"``."""
-    return raw.strip("/").split("/", 1)[-1].replace("/", " ").replace("_", " ").strip()
+def clean_classname(raw: str, *, slash_in_names: bool = False) -> str:
+    """A readable class name from a dataset's folder or label: SUN397's one-letter folder dropped
+    (``"/a/abbey"`` -> ``"abbey"``), underscores and, unless ``slash_in_names``, slashes read as
+    spaces: ``"apartment_building/outdoor"`` -> ``"apartment building outdoor"`` (its sub-scene
+    kept, so that indoor and outdoor scenes stay apart), ``"baseball_diamond"`` -> ``"baseball
+    diamond"``; with ``slash_in_names`` (Cars), ``"Ram C/V Cargo Van Minivan 2012"`` stays whole."""
+    name = _LETTER_FOLDER.sub("", raw.strip())
+    if not slash_in_names:
+        name = name.replace("/", " ")
+    return " ".join(name.replace("_", " ").split())
