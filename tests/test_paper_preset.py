@@ -103,3 +103,27 @@ def test_resisc45_folder_loader_splits_a_small_copy(tmp_path, monkeypatch):
     assert len(seen) == 60 + 108  # disjoint
     loader = paper_data.loader(splits["val"], batch_size=4, shuffle=False, seed=0)
     assert loader.batch_size == 4
+
+
+def test_svhn_loads_from_the_folder_the_asset_check_names(tmp_path, monkeypatch):
+    """SVHN on a small copy in torchvision's layout (its .mat files), under data_root/svhn."""
+    import dataclasses
+
+    import numpy as np
+    import torchvision
+    from scipy.io import savemat
+
+    from breadcrumbs_lib.worlds.paper import data as paper_data
+    from breadcrumbs_lib.worlds.paper import tasks as paper_tasks
+
+    folder = tmp_path / paper_data.DATASET_FOLDERS["SVHN"]
+    folder.mkdir()
+    for split, count in (("train", 40), ("test", 20)):
+        images = np.random.default_rng(0).integers(0, 255, (32, 32, 3, count), dtype=np.uint8)
+        savemat(folder / f"{split}_32x32.mat", {"X": images, "y": (np.arange(count) % 10 + 1).reshape(-1, 1)})
+    monkeypatch.setattr(torchvision.datasets.SVHN, "_check_integrity", lambda self: True)  # no md5 of the real files
+    monkeypatch.setitem(paper_data.PAPER_TASKS, "SVHN", dataclasses.replace(paper_tasks.PAPER_TASKS["SVHN"],
+                                                                          split_sizes=(36, 4, 20)))
+    paper_data.check_paper_assets(tmp_path, ["SVHN"], "ViT-B-32", weights=__file__)  # the folder is where it looks
+    splits, names = paper_data.load_split_datasets("SVHN", tmp_path, transform=None, seed=0)
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [36, 4, 20] and names == [str(d) for d in range(10)]

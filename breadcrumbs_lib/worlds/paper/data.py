@@ -43,6 +43,11 @@ HOW_TO_PROVIDE = (
 )
 
 
+#: Each dataset's folder under ``data_root``: the one torchvision's class for it reads (SVHN's
+#: class takes the folder itself), and RESISC45's as the task_vectors release lays it out.
+DATASET_FOLDERS = {"Cars": "stanford_cars", "DTD": "dtd", "EuroSAT": "eurosat", "GTSRB": "gtsrb", "MNIST": "MNIST",
+                   "RESISC45": "resisc45", "SUN397": "SUN397", "SVHN": "svhn"}
+
 def local_weights(model_name: str, pretrained: str = "openai") -> Path | None:
     """The cached file of open_clip's ``pretrained`` weights for ``model_name``, if one is on
     disk (Hugging Face cache, or open_clip's URL cache); never touches the network."""
@@ -106,8 +111,8 @@ def load_split_datasets(task: str, data_root: str | Path, transform: Callable, s
         elif task == "MNIST":
             train, test = (tv.MNIST(root, train=flag, transform=transform) for flag in (True, False))
             classes = None
-        elif task == "SVHN":
-            train, test = (tv.SVHN(root, split=s, transform=transform) for s in ("train", "test"))
+        elif task == "SVHN":  # torchvision's SVHN reads its .mat files from the folder it is given
+            train, test = (tv.SVHN(root / DATASET_FOLDERS["SVHN"], split=s, transform=transform) for s in ("train", "test"))
             classes = None
         else:  # no official train/test split: EuroSAT, RESISC45, SUN397
             if task == "EuroSAT":
@@ -167,9 +172,7 @@ def check_paper_assets(data_root: str | Path | None, tasks: list[str], model_nam
         missing.append("data_root (no dataset folder given)")
     else:
         root = Path(data_root)
-        expected = {"Cars": "stanford_cars", "DTD": "dtd", "EuroSAT": "eurosat", "GTSRB": "gtsrb", "MNIST": "MNIST",
-                    "RESISC45": "resisc45", "SUN397": "SUN397", "SVHN": "svhn"}
-        named = {("ImageNet", "imagenet") if is_imagenet_task(task) else (task, expected[task]) for task in tasks}
+        named = {("ImageNet", "imagenet") if is_imagenet_task(task) else (task, DATASET_FOLDERS[task]) for task in tasks}
         missing += [f"dataset {name} ({root / folder})" for name, folder in sorted(named) if not (root / folder).exists()]
     if missing:
         raise PaperAssetsMissing("the paper preset is missing: " + "; ".join(missing) + ".\n" + HOW_TO_PROVIDE)
