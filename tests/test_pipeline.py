@@ -125,6 +125,31 @@ def test_the_optimizer_is_part_of_the_cache_key():
     assert finetuning_key(with_sgd) != finetuning_key(TINY)
 
 
+@pytest.mark.parametrize("clip", [None, 0.5])
+def test_gradient_clipping_bounds_each_step(clip):
+    """One SGD step of learning rate 1 on a loss whose gradient has norm 40: the step is the
+    gradient, rescaled to norm ``clip`` when clipping is on."""
+    from breadcrumbs_lib.modeling.training import optimise
+
+    weight = torch.nn.Parameter(torch.zeros(4))
+    config = OptimConfig(steps=1, batch_size=1, lr=1.0, optimizer="sgd", momentum=0.0, weight_decay=0.0, grad_clip=clip)
+    optimise([weight], config, lambda: -(weight * torch.full((4,), 20.0)).sum(), "test")
+    assert float(weight.detach().norm()) == pytest.approx(40.0 if clip is None else clip)
+
+
+def test_a_clipped_recipe_has_its_own_cache_key():
+    from dataclasses import replace
+
+    from breadcrumbs_lib.worlds.presets import PAPER
+    from breadcrumbs_lib.worlds.workbench import finetuning_key
+
+    assert PAPER.finetune.grad_clip == 1.0  # the task_vectors recipe
+    clipped = replace(TINY, finetune=replace(TINY.finetune, grad_clip=1.0))
+    assert finetuning_key(clipped) != finetuning_key(TINY)
+    with pytest.raises(ValueError, match="invalid optimisation settings"):
+        OptimConfig(steps=1, batch_size=1, lr=0.1, grad_clip=0.0)
+
+
 def test_device_preference_is_cuda_then_mps_then_cpu(monkeypatch):
     from breadcrumbs_lib.modeling.devices import pick_device
 

@@ -32,7 +32,9 @@ class OptimConfig:
 
     ``optimizer`` is ``"adamw"`` (the paper's: AdamW with decoupled weight decay
     ``weight_decay``; ``momentum`` unused) or ``"sgd"`` (heavy-ball SGD with ``momentum`` and L2
-    weight decay ``weight_decay``, as ``torch.optim.SGD``); ``lr`` is the peak learning rate.
+    weight decay ``weight_decay``, as ``torch.optim.SGD``); ``lr`` is the peak learning rate;
+    ``grad_clip``, if set, rescales each step's gradient to at most that global L2 norm (the
+    task_vectors fine-tuning recipe clips at 1.0).
     """
 
     steps: int
@@ -42,12 +44,14 @@ class OptimConfig:
     warmup_steps: int = 0
     optimizer: str = "adamw"
     momentum: float = 0.9
+    grad_clip: float | None = None
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {list(OPTIMIZERS)}")
         if (self.steps < 1 or self.batch_size < 1 or not self.lr > 0 or not 0 <= self.warmup_steps <= self.steps
-                or self.weight_decay < 0 or not 0 <= self.momentum < 1):
+                or self.weight_decay < 0 or not 0 <= self.momentum < 1
+                or (self.grad_clip is not None and not self.grad_clip > 0)):
             raise ValueError(f"invalid optimisation settings: {self}")
 
     def build(self, parameters) -> torch.optim.Optimizer:
@@ -76,6 +80,7 @@ def optimise(
     """``config.steps`` steps of ``config``'s optimiser on ``parameters`` with the
     cosine-with-warm-up schedule, each on the loss ``next_loss()`` computes for the next batch;
     returns every step's loss."""
+    parameters = list(parameters)
     optimizer = config.build(parameters)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_with_warmup(step, config))
     losses = []
@@ -83,6 +88,8 @@ def optimise(
         loss = next_loss()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
         optimizer.step()
         scheduler.step()
         if after_step is not None:

@@ -98,7 +98,7 @@ PAPER = Preset(
     tasks=tuple(PAPER_TASKS),
     model_names={size: f"ViT-{size}" for size in SIZES},
     # section 4.1: AdamW, lr 1e-5, weight decay 0.1, batch 128, 2000 iterations, cosine, 200 warm-up steps
-    finetune=OptimConfig(steps=2000, batch_size=128, lr=1e-5, weight_decay=0.1, warmup_steps=200),
+    finetune=OptimConfig(steps=2000, batch_size=128, lr=1e-5, weight_decay=0.1, warmup_steps=200, grad_clip=1.0),
     world="paper",
 )
 

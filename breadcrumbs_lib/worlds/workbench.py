@@ -227,7 +227,7 @@ def artifact_key(preset: Preset, model_name: str, seed: int) -> str:
 
 
 def _finetuning_fields(preset: Preset) -> dict[str, object]:
-    return {"finetune": dataclasses.asdict(preset.finetune), "splits": preset.split_sizes}
+    return {"finetune": _fields(preset.finetune), "splits": preset.split_sizes}
 
 
 def _foundation_fields(preset: Preset, model_name: str, seed: int) -> dict[str, object]:
@@ -246,7 +246,7 @@ def _pretraining_fields(pretraining: object) -> dict[str, object]:
     the pool's characters too (the pool follows from the installed fonts, which another version of
     matplotlib may change); without it, the corpus is the one from before the pool existed, so its
     key leaves the pool's fields out and caches built then stay valid."""
-    fields = dataclasses.asdict(pretraining)
+    fields = _fields(pretraining)
     if fields.get("pool_classes"):
         fields["pool"] = "".join(glyph.char for glyph in pool_classes(fields["pool_classes"]))
     else:
@@ -256,7 +256,21 @@ def _pretraining_fields(pretraining: object) -> dict[str, object]:
 
 
 def _text(config: object) -> dict[str, str]:
-    return {name: str(value) for name, value in dataclasses.asdict(config).items()}
+    return {name: str(value) for name, value in _fields(config).items()}
+
+
+#: Settings added after caches were first keyed, with the value that means "off": a key leaves
+#: them out while they are off, so the caches built before them keep their keys.
+_ADDED_WHEN_OFF = {"grad_clip": None}
+
+
+def _fields(config: object) -> dict[str, object]:
+    """``dataclasses.asdict(config)``, nested configs included, without :data:`_ADDED_WHEN_OFF`
+    settings that are off."""
+    def without_off(items: list[tuple[str, object]]) -> dict[str, object]:
+        return {k: v for k, v in items if not (k in _ADDED_WHEN_OFF and v == _ADDED_WHEN_OFF[k])}
+
+    return dataclasses.asdict(config, dict_factory=without_off)
 
 
 def _hash(fields: dict[str, object]) -> str:
