@@ -127,3 +127,43 @@ def test_svhn_loads_from_the_folder_the_asset_check_names(tmp_path, monkeypatch)
     paper_data.check_paper_assets(tmp_path, ["SVHN"], "ViT-B-32", weights=__file__)  # the folder is where it looks
     splits, names = paper_data.load_split_datasets("SVHN", tmp_path, transform=None, seed=0)
     assert [len(splits[s]) for s in ("train", "val", "test")] == [36, 4, 20] and names == [str(d) for d in range(10)]
+
+
+def test_a_torchscript_weights_file_loads_as_open_clip_reads_it(tmp_path):
+    """OpenAI released its CLIP weights as TorchScript archives, which torch.load refuses in
+    weights_only mode: a small scripted open_clip model stands in for one."""
+    import open_clip
+
+    from breadcrumbs_lib.modeling.models import register_mini_configs
+    from breadcrumbs_lib.worlds.paper.data import is_torchscript_archive
+
+    register_mini_configs()
+    torch.manual_seed(0)
+    model = open_clip.create_model("mini-ViT-B-32", pretrained=None)
+    mask = model._buffers.pop("attn_mask")  # OpenAI's model holds its mask as a plain attribute, not a buffer
+    model.attn_mask = mask
+    scripted = torch.jit.script(model)
+    torch.jit.save(scripted, tmp_path / "scripted.pt")
+    torch.save(scripted.state_dict(), tmp_path / "state.pt")
+    assert is_torchscript_archive(tmp_path / "scripted.pt") and not is_torchscript_archive(tmp_path / "state.pt")
+    for name in ("scripted.pt", "state.pt"):
+        model, _ = load_pretrained_clip("mini-ViT-B-32", weights=tmp_path / name)
+        loaded = model.state_dict()
+        assert all(torch.equal(loaded[key], value) for key, value in scripted.state_dict().items()), name
+
+
+def test_every_weights_branch_builds_openais_activation(monkeypatch, tmp_path):
+    """OpenAI's CLIP was trained with QuickGELU: a download and a local file build the same model."""
+    import open_clip
+
+    from breadcrumbs_lib.worlds.paper import data as paper_data
+
+    calls = []
+    monkeypatch.setattr(open_clip, "create_model_and_transforms",
+                        lambda name, **options: calls.append(options) or (torch.nn.Identity(), None, None))
+    monkeypatch.setattr(paper_data, "local_weights", lambda *args: None)
+    paper_data.load_pretrained_clip("ViT-B-32", download=True)
+    torch.save({}, tmp_path / "weights.pt")
+    paper_data.load_pretrained_clip("ViT-B-32", weights=tmp_path / "weights.pt")
+    assert [call["force_quick_gelu"] for call in calls] == [True, True]
+    assert calls[0]["pretrained"] == "openai" and calls[1]["weights_only"] is True

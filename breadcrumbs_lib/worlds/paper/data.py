@@ -15,6 +15,7 @@ the sizes of Table 1.
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -72,23 +73,34 @@ def load_pretrained_clip(model_name: str, weights: str | Path | None = None, pre
                          device: torch.device | str = "cpu", download: bool = False) -> tuple[nn.Module, Callable]:
     """The pretrained open_clip model and its evaluation preprocessing.
 
-    ``weights`` is a checkpoint file of the paper's (OpenAI) CLIP weights; by default the copy
-    in the local open_clip / Hugging Face cache is used. Without ``download=True`` nothing is
-    fetched, and :class:`PaperAssetsMissing` is raised at once when neither is there.
+    ``weights`` is a checkpoint file of the paper's (OpenAI) CLIP weights: a state dict, or the
+    TorchScript archive OpenAI released (``ViT-B-32.pt``), read as open_clip reads it; by default
+    the copy in the local open_clip / Hugging Face cache is used. Without ``download=True``
+    nothing is fetched, and :class:`PaperAssetsMissing` is raised at once when neither is there.
+    Every branch builds the activation the weights were trained with (QuickGELU for OpenAI's).
     """
     if weights is not None and not Path(weights).is_file():
         raise PaperAssetsMissing(f"CLIP weights for {model_name}: file not found: {weights}\n{HOW_TO_PROVIDE}")
     path = Path(weights) if weights is not None else local_weights(model_name, pretrained)
-    if path is None and download:
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained, device=device)
-        return model.eval(), preprocess
-    if path is None:
+    if path is None and not download:
         raise PaperAssetsMissing(f"CLIP weights {pretrained!r} for {model_name} are not in the local cache.\n{HOW_TO_PROVIDE}")
-    quick_gelu = bool(open_clip.get_pretrained_cfg(model_name, pretrained).get("quick_gelu", False))
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        model_name, pretrained=str(path), device=device, force_quick_gelu=quick_gelu
-    )
+    quick_gelu = bool((open_clip.get_pretrained_cfg(model_name, pretrained) or {}).get("quick_gelu", False))
+    source = {"pretrained": pretrained} if path is None else {
+        # a TorchScript archive is read by torch.jit (its code runs in TorchScript, not through
+        # pickle), which torch.load's weights_only mode refuses outright
+        "pretrained": str(path), "weights_only": not is_torchscript_archive(path)}
+    model, _, preprocess = open_clip.create_model_and_transforms(model_name, device=device, force_quick_gelu=quick_gelu,
+                                                                 **source)
     return model.eval(), preprocess
+
+
+def is_torchscript_archive(path: str | Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``: a zip with ``constants.pkl``
+    and ``code/``), as OpenAI's released CLIP weights are, rather than a ``torch.save`` file."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
 
 
 def load_split_datasets(task: str, data_root: str | Path, transform: Callable, seed: int) -> tuple[dict[str, Dataset], list[str]]:
