@@ -8,11 +8,12 @@ from pathlib import Path
 
 import torch
 
-from ...core.state_dicts import check_same_layout, load_state_dict, state_dict_digest
+from ...core.state_dicts import state_dict_digest
 from ...modeling.models import tokenizer_for, zero_shot_head
 from ..presets import Preset
 from ..workbench import Workbench, WorldOptions
 from .data import check_paper_assets, load_pretrained_clip, load_task, loader
+from .finetuned import read_finetuned_dir
 
 
 def build(preset: Preset, size: str, tasks: list[str], *, seed: int, device: torch.device, cache_dir: Path,
@@ -44,19 +45,8 @@ def _workbench(preset: Preset, size: str, tasks: list[str], seed: int, device: t
 
 
 def _load_finetuned(bench: Workbench, finetuned_dir: str | Path | None) -> None:
-    """Take already fine-tuned models from ``finetuned_dir/<size>/<task>.{safetensors,pt}``
-    (image-encoder state dicts, or whole CLIP state dicts whose ``visual.*`` part is used)."""
-    if finetuned_dir is None:
-        return
-    for task in bench.tasks:
-        for suffix in (".safetensors", ".pt"):
-            path = Path(finetuned_dir) / bench.size / f"{task}{suffix}"
-            if path.exists():
-                state = load_state_dict(path)
-                if any(key.startswith("visual.") for key in state):
-                    state = {key[len("visual."):]: value for key, value in state.items() if key.startswith("visual.")}
-                check_same_layout(bench.base, state, str(path))
-                bench.finetuned[task] = state
-                break
+    """Take already fine-tuned models from ``finetuned_dir/<size>/`` (see :mod:`.finetuned`)."""
+    if finetuned_dir is not None:
+        bench.finetuned.update(read_finetuned_dir(finetuned_dir, bench.size, bench.tasks, bench.base))
 
 

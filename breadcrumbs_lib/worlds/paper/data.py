@@ -40,7 +40,8 @@ HOW_TO_PROVIDE = (
     "  * datasets: pass data_root=/path/to/datasets holding torchvision's folders "
     "(stanford_cars, dtd, eurosat, gtsrb, MNIST, svhn, SUN397) and resisc45/NWPU-RESISC45/<class>/; for the "
     "many-task sequence, imagenet/train/<wnid>/ and imagenet/val/<wnid>/ (as torchvision.datasets.ImageNet extracts them);\n"
-    "  * already fine-tuned models (optional): pass finetuned_dir=/path holding <size>/<task>.safetensors or .pt."
+    "  * already fine-tuned models (optional): pass finetuned_dir=/path holding <size>/<task>.safetensors (or .pt, "
+    "or a Hugging Face folder; open_clip's or Hugging Face's CLIP names)."
 )
 
 
