@@ -118,3 +118,20 @@ def test_opt_in_notebooks_run_only_when_asked_for(tmp_path, monkeypatch):
 def test_markdown_table():
     table = pd.DataFrame({"model": ["a", "b"], "accuracy (%)": [50.0, 61.25]})
     assert markdown_table(table) == "| model | accuracy (%) |\n|---|---|\n| a | 50.0 |\n| b | 61.2 |"
+
+
+@pytest.mark.parametrize("path", [path for path in NOTEBOOKS if not path.name.startswith("10-")], ids=lambda p: p.name[:2])
+def test_the_vision_notebooks_take_the_paper_presets_weights_and_download(path):
+    cells = nbformat.read(path, as_version=4).cells
+    parameters = next(cell.source for cell in cells if "parameters" in cell.metadata.get("tags", []))
+    assert "\nweights = None " in parameters and "\ndownload = False " in parameters
+    assert any("weights=weights, download=download)" in cell.source for cell in cells if cell.cell_type == "code")
+
+
+def test_weights_and_download_reach_the_sweep_workers(tmp_path):
+    from breadcrumbs_lib.workbook.notebook import start
+
+    nb = start("04-merging", preset="smoke", executor="inline", outputs_root=tmp_path, weights="/w/ViT-B-32.pt",
+               download=True)
+    context = nb.context()
+    assert context.weights == (("B-32", "/w/ViT-B-32.pt"),) and context.download is True

@@ -53,6 +53,7 @@ class SweepContext:
     data_root: str | None = None
     weights: tuple[tuple[str, str], ...] = ()
     finetuned_dir: str | None = None
+    download: bool = False
     threads: int | None = None
     cache_bytes: int = DEFAULT_CACHE_BYTES
 
@@ -60,7 +61,7 @@ class SweepContext:
         """The workbench: from the artifact cache, or built (and cached) now."""
         return prepare(self.preset, self.size, seed=self.seed, cache_dir=self.cache_dir, device=self.device,
                        tasks=None if self.tasks is None else list(self.tasks), data_root=self.data_root,
-                       weights=dict(self.weights) or None, finetuned_dir=self.finetuned_dir)
+                       weights=dict(self.weights) or None, finetuned_dir=self.finetuned_dir, download=self.download)
 
     @property
     def task_names(self) -> tuple[str, ...]:

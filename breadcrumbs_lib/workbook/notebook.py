@@ -58,6 +58,8 @@ class Notebook:
     cache_dir: Path
     data_root: str | None = None  # paper preset: the datasets folder
     finetuned_dir: str | None = None  # paper preset: ready-made fine-tuned models
+    weights: dict[str, str] = field(default_factory=dict)  # paper preset: size -> CLIP weights file
+    download: bool = False  # paper preset: let open_clip download missing weights
     _resources: ExitStack = field(default_factory=ExitStack, repr=False)
     _executor: Executor | None = field(default=None, repr=False)
 
@@ -69,7 +71,8 @@ class Notebook:
             threads = max(1, (os.cpu_count() or 1) // (self.workers or os.cpu_count() or 1))
         return SweepContext(preset or get_preset(self.preset), size or self.size, seed=self.seed,
                             cache_dir=str(self.cache_dir), threads=threads, data_root=self.data_root,
-                            finetuned_dir=self.finetuned_dir)
+                            finetuned_dir=self.finetuned_dir, weights=tuple(sorted(self.weights.items())),
+                            download=self.download)
 
     def bench(self, size: str | None = None, *, preset: Preset | None = None) -> AnyWorkbench:
         """The workbench (built on first use and cached in ``data/cache``)."""
@@ -173,11 +176,13 @@ def markdown_table(table: pd.DataFrame, *, digits: int = 1) -> str:
 def start(name: str, *, preset: str = "mini", size: str = "B-32", seed: int = 0, executor: str = "processes",
           workers: int | None = None, outputs_root: str | Path | None = None,
           cache_dir: str | Path = DEFAULT_CACHE_DIR, data_root: str | Path | None = None,
-          finetuned_dir: str | Path | None = None) -> Notebook:
+          finetuned_dir: str | Path | None = None, weights: str | Path | dict[str, str] | None = None,
+          download: bool = False) -> Notebook:
     """Seed everything and return the notebook's run.
 
-    ``outputs_root`` defaults to ``$BREADCRUMBS_OUTPUTS`` or ``outputs/``. ``data_root`` and
-    ``finetuned_dir`` serve the ``paper`` preset (see :func:`.worlds.prepare.prepare`).
+    ``outputs_root`` defaults to ``$BREADCRUMBS_OUTPUTS`` or ``outputs/``. ``data_root``,
+    ``finetuned_dir``, ``weights`` (a CLIP weights file for ``size``, or ``{size: file}``) and
+    ``download`` serve the ``paper`` preset (see :func:`.worlds.prepare.prepare`).
     """
     outputs_root = outputs_root or os.environ.get(OUTPUTS_ENV) or OUTPUTS_DIR
     if executor not in EXECUTORS:
@@ -185,5 +190,8 @@ def start(name: str, *, preset: str = "mini", size: str = "B-32", seed: int = 0,
     get_preset(preset)  # fail fast on an unknown preset name
     seed_everything(seed)
     plt.rcParams["figure.max_open_warning"] = 0
+    if weights is not None and not isinstance(weights, dict):
+        weights = {size: str(weights)}
     return Notebook(name, preset, size, seed, executor, workers, output_dir(preset, outputs_root), Path(cache_dir),
-                    None if data_root is None else str(data_root), None if finetuned_dir is None else str(finetuned_dir))
+                    None if data_root is None else str(data_root), None if finetuned_dir is None else str(finetuned_dir),
+                    {str(k): str(v) for k, v in (weights or {}).items()}, bool(download))
