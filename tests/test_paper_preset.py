@@ -167,3 +167,41 @@ def test_every_weights_branch_builds_openais_activation(monkeypatch, tmp_path):
     paper_data.load_pretrained_clip("ViT-B-32", weights=tmp_path / "weights.pt")
     assert [call["force_quick_gelu"] for call in calls] == [True, True]
     assert calls[0]["pretrained"] == "openai" and calls[1]["weights_only"] is True
+
+
+def test_sun397_splits_do_not_depend_on_the_file_systems_order(tmp_path, monkeypatch):
+    """A small SUN397 in torchvision's layout, listed in two orders: the same splits and names."""
+    import dataclasses
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from breadcrumbs_lib.worlds.paper import data as paper_data
+    from breadcrumbs_lib.worlds.paper import tasks as paper_tasks
+
+    root = tmp_path / "SUN397"
+    classes = ["/a/abbey", "/c/church/indoor", "/c/church/outdoor"]
+    root.mkdir()
+    (root / "ClassName.txt").write_text("\n".join(classes) + "\n")
+    for k, name in enumerate(classes):
+        folder = root / name.strip("/")
+        folder.mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(np.full((8, 8, 3), 10 * k + i, dtype=np.uint8)).save(folder / f"sun_{k}{i}.jpg")
+    small = dataclasses.replace(paper_tasks.PAPER_TASKS["SUN397"], num_classes=3, split_sizes=(9, 1, 8))
+    monkeypatch.setitem(paper_data.PAPER_TASKS, "SUN397", small)
+
+    def files(dataset):  # the image files of a split, through its nested subsets
+        if isinstance(dataset, torch.utils.data.Subset):
+            inner = files(dataset.dataset)
+            return [inner[i] for i in dataset.indices]
+        return list(dataset._image_files)
+
+    first, names = paper_data.load_split_datasets("SUN397", tmp_path, transform=None, seed=0)
+    real_rglob = Path.rglob
+    monkeypatch.setattr(Path, "rglob", lambda self, pattern: reversed(list(real_rglob(self, pattern))))
+    second, _ = paper_data.load_split_datasets("SUN397", tmp_path, transform=None, seed=0)
+    assert names == ["abbey", "church indoor", "church outdoor"]
+    assert [len(first[s]) for s in ("train", "val", "test")] == [9, 1, 8]
+    assert all(files(first[split]) == files(second[split]) for split in ("train", "val", "test"))

@@ -131,7 +131,7 @@ def load_split_datasets(task: str, data_root: str | Path, transform: Callable, s
             if task == "EuroSAT":
                 full = tv.EuroSAT(root, transform=transform)
             elif task == "SUN397":
-                full = tv.SUN397(root, transform=transform)
+                full = _in_path_order(tv.SUN397(root, transform=transform))
             else:
                 full = tv.ImageFolder(root / "resisc45" / "NWPU-RESISC45", transform=transform)
             order = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -150,6 +150,15 @@ def load_split_datasets(task: str, data_root: str | Path, transform: Callable, s
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
     n_val = min(n_val, len(train) // 10) if task not in ("EuroSAT", "RESISC45", "SUN397") else n_val
     return {"train": Subset(train, order[n_val:]), "val": Subset(train, order[:n_val]), "test": test}, names
+
+
+def _in_path_order(dataset: Dataset) -> Dataset:
+    """``dataset`` with its images in path order: torchvision lists SUN397's files in the order
+    the file system gives them, and the seeded split below picks by position, so without this the
+    splits would differ between two copies of the same files."""
+    pairs = sorted(zip(dataset._image_files, dataset._labels))
+    dataset._image_files, dataset._labels = [path for path, _ in pairs], [label for _, label in pairs]
+    return dataset
 
 
 def load_task(task: str, data_root: str | Path, transform: Callable, seed: int) -> tuple[dict[str, Dataset], list[str], tuple[str, ...]]:
