@@ -147,7 +147,7 @@ def test_a_torchscript_weights_file_loads_as_open_clip_reads_it(tmp_path):
     torch.save(scripted.state_dict(), tmp_path / "state.pt")
     assert is_torchscript_archive(tmp_path / "scripted.pt") and not is_torchscript_archive(tmp_path / "state.pt")
     for name in ("scripted.pt", "state.pt"):
-        model, _ = load_pretrained_clip("mini-ViT-B-32", weights=tmp_path / name)
+        model, _, _ = load_pretrained_clip("mini-ViT-B-32", weights=tmp_path / name)
         loaded = model.state_dict()
         assert all(torch.equal(loaded[key], value) for key, value in scripted.state_dict().items()), name
 
@@ -205,3 +205,19 @@ def test_sun397_splits_do_not_depend_on_the_file_systems_order(tmp_path, monkeyp
     assert names == ["abbey", "church indoor", "church outdoor"]
     assert [len(first[s]) for s in ("train", "val", "test")] == [9, 1, 8]
     assert all(files(first[split]) == files(second[split]) for split in ("train", "val", "test"))
+
+
+def test_fine_tuning_reads_open_clips_training_transform_and_evaluation_the_other(monkeypatch):
+    from breadcrumbs_lib.worlds.paper import build as paper_build
+
+    clip = torch.nn.Module()
+    clip.visual = torch.nn.Linear(2, 2)
+    monkeypatch.setattr(paper_build, "check_paper_assets", lambda *args: None)
+    monkeypatch.setattr(paper_build, "load_pretrained_clip", lambda *args, **kwargs: (clip, "train-tf", "eval-tf"))
+    monkeypatch.setattr(paper_build, "tokenizer_for", lambda name: None)
+    monkeypatch.setattr(paper_build, "zero_shot_head", lambda *args: torch.zeros(10, 2))
+    raw = {split: [("image", 0)] for split in ("train", "val", "test")}
+    monkeypatch.setattr(paper_build, "load_task", lambda task, root, transform, seed: (raw, list("0123456789"), ("{}",)))
+    bench = paper_build._workbench(PAPER, "B-32", ["MNIST"], 0, torch.device("cpu"), "/data", None, False)
+    used = {split: bench.splits["MNIST"][split].dataset.transform for split in ("train", "val", "test")}
+    assert used == {"train": "train-tf", "val": "eval-tf", "test": "eval-tf"}

@@ -12,7 +12,7 @@ from ...core.state_dicts import state_dict_digest
 from ...modeling.models import tokenizer_for, zero_shot_head
 from ..presets import Preset
 from ..workbench import Workbench, WorldOptions
-from .data import check_paper_assets, load_pretrained_clip, load_task, loader
+from .data import Transformed, check_paper_assets, load_pretrained_clip, load_task, loader
 from .finetuned import read_finetuned_dir
 
 
@@ -31,14 +31,15 @@ def _workbench(preset: Preset, size: str, tasks: list[str], seed: int, device: t
                data_root: str | Path | None, weights: str | Path | None, download: bool) -> Workbench:
     model_name = preset.model_name(size)
     check_paper_assets(data_root, tasks, model_name, weights, download)
-    clip, preprocess = load_pretrained_clip(model_name, weights, device=device, download=download)
+    clip, train_transform, eval_transform = load_pretrained_clip(model_name, weights, device=device, download=download)
     tokenizer = tokenizer_for(model_name)
     heads, splits, classnames = {}, {}, {}
     for task in tasks:
-        datasets, names, templates = load_task(task, data_root, preprocess, seed)
+        datasets, names, templates = load_task(task, data_root, None, seed)  # images as read, transformed per split
         heads[task] = zero_shot_head(clip, tokenizer, names, templates, device)
         classnames[task] = tuple(names)
-        splits[task] = {name: loader(dataset, batch_size=preset.finetune.batch_size, shuffle=name == "train", seed=seed)
+        splits[task] = {name: loader(Transformed(dataset, train_transform if name == "train" else eval_transform),
+                                     batch_size=preset.finetune.batch_size, shuffle=name == "train", seed=seed)
                         for name, dataset in datasets.items()}
     base = {key: value.detach().cpu().clone() for key, value in clip.visual.state_dict().items()}
     return Workbench(preset, size, device, clip, heads, splits, base, {}, {}, {}, classnames=classnames)

@@ -71,8 +71,9 @@ def local_weights(model_name: str, pretrained: str = "openai") -> Path | None:
 
 
 def load_pretrained_clip(model_name: str, weights: str | Path | None = None, pretrained: str = "openai",
-                         device: torch.device | str = "cpu", download: bool = False) -> tuple[nn.Module, Callable]:
-    """The pretrained open_clip model and its evaluation preprocessing.
+                         device: torch.device | str = "cpu", download: bool = False) -> tuple[nn.Module, Callable, Callable]:
+    """The pretrained open_clip model and its preprocessing for training (open_clip's, with its
+    random resized crop) and for evaluation, as ``open_clip.create_model_and_transforms`` gives them.
 
     ``weights`` is a checkpoint file of the paper's (OpenAI) CLIP weights: a state dict, or the
     TorchScript archive OpenAI released (``ViT-B-32.pt``), read as open_clip reads it; by default
@@ -90,9 +91,24 @@ def load_pretrained_clip(model_name: str, weights: str | Path | None = None, pre
         # a TorchScript archive is read by torch.jit (its code runs in TorchScript, not through
         # pickle), which torch.load's weights_only mode refuses outright
         "pretrained": str(path), "weights_only": not is_torchscript_archive(path)}
-    model, _, preprocess = open_clip.create_model_and_transforms(model_name, device=device, force_quick_gelu=quick_gelu,
-                                                                 **source)
-    return model.eval(), preprocess
+    model, train_transform, eval_transform = open_clip.create_model_and_transforms(
+        model_name, device=device, force_quick_gelu=quick_gelu, **source)
+    return model.eval(), train_transform, eval_transform
+
+
+class Transformed(Dataset):
+    """``dataset``'s ``(image, label)`` pairs with ``transform`` applied to each image: one split
+    of a dataset read once, seen through the transform of its use (training or evaluation)."""
+
+    def __init__(self, dataset: Dataset, transform: Callable):
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        image, label = self.dataset[index]
+        return self.transform(image), label
 
 
 def is_torchscript_archive(path: str | Path) -> bool:
@@ -104,7 +120,7 @@ def is_torchscript_archive(path: str | Path) -> bool:
         return any(name.split("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
 
 
-def load_split_datasets(task: str, data_root: str | Path, transform: Callable, seed: int) -> tuple[dict[str, Dataset], list[str]]:
+def load_split_datasets(task: str, data_root: str | Path, transform: Callable | None, seed: int) -> tuple[dict[str, Dataset], list[str]]:
     """``({"train", "val", "test"} -> dataset, class names)`` of one of the paper's datasets."""
     import torchvision.datasets as tv
 
@@ -161,7 +177,7 @@ def _in_path_order(dataset: Dataset) -> Dataset:
     return dataset
 
 
-def load_task(task: str, data_root: str | Path, transform: Callable, seed: int) -> tuple[dict[str, Dataset], list[str], tuple[str, ...]]:
+def load_task(task: str, data_root: str | Path, transform: Callable | None, seed: int) -> tuple[dict[str, Dataset], list[str], tuple[str, ...]]:
     """``(splits, class names, prompt templates)`` of one of the eight datasets or of an ImageNet
     task of the many-task sequence (:mod:`.imagenet_tasks`)."""
     if is_imagenet_task(task):

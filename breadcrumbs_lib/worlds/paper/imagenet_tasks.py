@@ -75,7 +75,7 @@ class ClassSubset(Dataset):
         return image, self.label_of[target]
 
 
-def load_task_splits(name: str, data_root: str | Path, transform: Callable, seed: int) -> tuple[dict[str, Dataset], list[str]]:
+def load_task_splits(name: str, data_root: str | Path, transform: Callable | None, seed: int) -> tuple[dict[str, Dataset], list[str]]:
     """``({"train", "val", "test"} -> dataset, class names)`` of ImageNet task ``name``
     (``FileNotFoundError`` from torchvision when a folder is missing or empty, ``ValueError``
     when a split does not hold the 1,000 class folders)."""
