@@ -221,3 +221,22 @@ def test_fine_tuning_reads_open_clips_training_transform_and_evaluation_the_othe
     bench = paper_build._workbench(PAPER, "B-32", ["MNIST"], 0, torch.device("cpu"), "/data", None, False)
     used = {split: bench.splits["MNIST"][split].dataset.transform for split in ("train", "val", "test")}
     assert used == {"train": "train-tf", "val": "eval-tf", "test": "eval-tf"}
+
+
+def _loader_workers(queue) -> None:
+    from breadcrumbs_lib.worlds.paper.data import loader
+
+    queue.put(loader([(0, 0)], batch_size=1, shuffle=False, seed=0).num_workers)
+
+
+def test_a_daemonic_worker_reads_data_in_process():
+    """Dask's workers are daemonic processes, which may not start DataLoader workers."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_loader_workers, args=(queue,), daemon=True)
+    process.start()
+    workers = queue.get(timeout=120)
+    process.join(timeout=60)
+    assert workers == 0

@@ -14,6 +14,7 @@ the sizes of Table 1.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import zipfile
 from collections.abc import Callable
@@ -192,8 +193,10 @@ def load_task(task: str, data_root: str | Path, transform: Callable | None, seed
 
 
 def loader(dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    """A DataLoader with a seeded shuffle and a worker per core (at most 8)."""
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=min(8, os.cpu_count() or 1),
+    """A DataLoader with a seeded shuffle and a worker per core (at most 8); in a daemonic process
+    (a Dask worker), which may not start processes of its own, it reads in the process itself."""
+    workers = 0 if multiprocessing.current_process().daemon else min(8, os.cpu_count() or 1)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
                       generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available())
 
 
