@@ -11,12 +11,13 @@ each in a fresh process, alternately ``--repeats`` times, with the inputs in the
 ``breadcrumbs-merge`` with the math in float32, and mergekit's ``mergekit-yaml`` with
 ``density = 1 - beta - gamma``, ``gamma``, ``lambda = alpha``, weight 1, no normalisation, and
 ``dtype: float32`` (its math in float32 too), ``out_dtype: bfloat16``. The table gives each
-run's wall time and peak resident memory (the tool's process's own), then how
-far the two outputs agree: the masks differ only where the two count or break ties differently
-(mergekit keeps ``int(density * n)`` entries after dropping ``int(gamma * n)`` largest, this
-library drops ``floor(beta * n)`` smallest and ``floor(gamma * n)`` largest; mergekit orders
-equal magnitudes by ``torch.sort``, this library by position), and bf16 deltas are full of
-equal magnitudes.
+run's wall time and peak resident memory (the tool's process's own), then why the two outputs
+differ: both tools' masks are recomputed for every model, and the outputs compared where all the
+masks agree and where they do not. The masks differ where the two count or break ties
+differently (mergekit keeps ``int(density * n)`` entries after dropping ``int(gamma * n)``
+largest, this library drops ``floor(beta * n)`` smallest and ``floor(gamma * n)`` largest;
+mergekit orders equal magnitudes by ``torch.sort``, this library by position), and bf16 deltas
+are full of equal magnitudes.
 
     .venv/bin/python benchmarks/bench_cli.py [--size L-14] [--models 8] [--repeats 2]
         [--workdir /tmp/bench-cli] [--mergekit PATH/TO/mergekit-yaml] [--keep]
@@ -43,7 +44,7 @@ import yaml
 from tqdm.auto import tqdm
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from breadcrumbs_lib import save_state_dict
+from breadcrumbs_lib import breadcrumbs_mask, save_state_dict
 from breadcrumbs_lib.checkpoints import open_checkpoint
 
 #: CLIP image towers by size name: Hugging Face config fields.
@@ -134,24 +135,47 @@ def warm(paths: list[Path]) -> None:
                 pass
 
 
-def agreement(ours: Path, theirs: Path) -> dict[str, float]:
-    """How far two merged models agree: tensors equal, entries equal, largest difference."""
-    a, b = open_checkpoint(ours), open_checkpoint(theirs)
+def mergekit_keep_mask(delta: torch.Tensor, density: float, gamma: float) -> torch.Tensor:
+    """The entries mergekit 0.1.5's ``magnitude_outliers`` keeps, as its source states the rule:
+    ascending order of ``|delta|`` by ``torch.sort``, ``int(gamma * n)`` largest dropped,
+    ``int(density * n)`` kept below them (a fact to compare with, not this library's mask)."""
+    n = delta.numel()
+    keep, top = int(density * n), int(gamma * n)
+    order = torch.sort(delta.abs().reshape(-1)).indices
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[order[max(0, n - keep - top):max(0, n - keep - top) + keep]] = True
+    return mask.reshape(delta.shape)
+
+
+def agreement(ours: Path, theirs: Path, base: Path, models: list[Path]) -> dict[str, float]:
+    """How far the two merged models agree, and why they differ: for every entry, whether the two
+    tools' masks agree for all models; the outputs compared where they do and where they do not."""
+    opened = [open_checkpoint(path) for path in (ours, theirs, base, *models)]
+    a, b, theta, tuned = opened[0], opened[1], opened[2], opened[3:]
+    counts = {"entries": 0, "masks_agree": 0, "equal_where_masks_agree": 0, "equal_where_masks_differ": 0}
+    largest_where_agree = 0.0
     try:
-        equal_tensors = equal_entries = entries = 0
-        largest = 0.0
-        for name in a.specs:
-            x, y = a.read(name).float(), b.read(name).float()
-            same = int((x == y).sum())
-            equal_tensors += same == x.numel()
-            equal_entries += same
-            entries += x.numel()
-            largest = max(largest, float((x - y).abs().max()) if x.numel() else 0.0)
-        return {"tensors": len(a.specs), "equal_tensors": equal_tensors, "equal_entries": equal_entries / entries,
-                "max_abs_difference": largest}
+        for name in tqdm(list(a.specs), desc="comparing masks"):
+            x, y, base_tensor = a.read(name).float(), b.read(name).float(), theta.read(name).float()
+            agree = torch.ones(x.shape, dtype=torch.bool)
+            for model in tuned:
+                delta = model.read(name).float() - base_tensor
+                agree &= breadcrumbs_mask(delta, BETA, GAMMA) == mergekit_keep_mask(delta, 1.0 - BETA - GAMMA, GAMMA)
+            same = x == y
+            counts["entries"] += x.numel()
+            counts["masks_agree"] += int(agree.sum())
+            counts["equal_where_masks_agree"] += int((same & agree).sum())
+            counts["equal_where_masks_differ"] += int((same & ~agree).sum())
+            if agree.any():
+                largest_where_agree = max(largest_where_agree, float((x - y).abs()[agree].max()))
     finally:
-        a.close()
-        b.close()
+        for checkpoint in opened:
+            checkpoint.close()
+    agreeing, differing = counts["masks_agree"], counts["entries"] - counts["masks_agree"]
+    return {"entries": counts["entries"], "share where all masks agree": agreeing / counts["entries"],
+            "equal outputs where they agree": counts["equal_where_masks_agree"] / max(agreeing, 1),
+            "equal outputs where they differ": counts["equal_where_masks_differ"] / max(differing, 1),
+            "largest difference where they agree": largest_where_agree}
 
 
 def main() -> None:
@@ -187,7 +211,7 @@ def main() -> None:
                 print(f"  {tool:18s} {runs[-1].seconds:7.1f} s  peak RSS {runs[-1].peak_rss_bytes / 2**30:5.2f} GiB", flush=True)
         report(runs, commands)
         if args.mergekit:
-            print(json.dumps(agreement(workdir / "out-breadcrumbs-merge", workdir / "out-mergekit")))
+            print(json.dumps(agreement(workdir / "out-breadcrumbs-merge", workdir / "out-mergekit", base, models), indent=1))
     finally:
         if not args.keep and args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
