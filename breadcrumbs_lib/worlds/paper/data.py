@@ -51,6 +51,7 @@ HOW_TO_PROVIDE = (
 DATASET_FOLDERS = {"Cars": "stanford_cars", "DTD": "dtd", "EuroSAT": "eurosat", "GTSRB": "gtsrb", "MNIST": "MNIST",
                    "RESISC45": "resisc45", "SUN397": "SUN397", "SVHN": "svhn"}
 
+
 def local_weights(model_name: str, pretrained: str = "openai") -> Path | None:
     """The cached file of open_clip's ``pretrained`` weights for ``model_name``, if one is on
     disk (Hugging Face cache, or open_clip's URL cache); never touches the network."""
