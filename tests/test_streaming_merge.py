@@ -13,7 +13,7 @@ import torch
 from safetensors import safe_open
 
 from breadcrumbs_lib import merge, save_state_dict
-from breadcrumbs_lib.checkpoints import ModelInput, open_checkpoint, plan_merge, run_merge
+from breadcrumbs_lib.checkpoints import ModelInput, open_checkpoint, plan_merge, read_checkpoint, run_merge
 from breadcrumbs_lib.checkpoints import safetensors_files
 from breadcrumbs_lib.cli import convert as convert_cli
 from breadcrumbs_lib.cli import merge as merge_cli
@@ -46,14 +46,6 @@ def _inputs(folder: Path, count: int = 3, **options) -> list[ModelInput]:
     return [ModelInput(folder / f"ft{index}.safetensors", **options) for index in range(count)]
 
 
-def _read_folder(folder: Path) -> dict[str, torch.Tensor]:
-    checkpoint = open_checkpoint(folder)
-    try:
-        return {name: checkpoint.read(name).clone() for name in checkpoint.specs}
-    finally:
-        checkpoint.close()
-
-
 def _merge_files(folder: Path, method: str, parameters: dict, out: str = "out", **options) -> Path:
     plan = plan_merge(folder / "base.safetensors", options.pop("inputs", None) or _inputs(folder), method, parameters, **options)
     try:
@@ -79,7 +71,7 @@ SETTINGS = [
 @pytest.mark.parametrize(("method", "parameters"), SETTINGS, ids=[m for m, _ in SETTINGS])
 def test_the_streaming_merge_is_the_in_memory_merge(models, method, parameters):
     folder, base, finetuned = models
-    got = _read_folder(_merge_files(folder, method, parameters))
+    got = read_checkpoint(_merge_files(folder, method, parameters))
     want = merge(base, finetuned, method, **parameters)
     assert list(got) == sorted(want)
     for key, value in want.items():
@@ -94,7 +86,7 @@ def test_fisher_takes_one_fisher_per_model(models):
     for index, fisher in enumerate(fishers):
         save_state_dict(fisher, folder / f"fisher{index}.safetensors")
     inputs = [ModelInput(folder / f"ft{i}.safetensors", inputs={"fishers": folder / f"fisher{i}.safetensors"}) for i in range(3)]
-    got = _read_folder(_merge_files(folder, "fisher", {}, inputs=inputs))
+    got = read_checkpoint(_merge_files(folder, "fisher", {}, inputs=inputs))
     want = merge(base, finetuned, "fisher", fishers=fishers)
     assert all(torch.equal(got[key], want[key]) for key in want)
     record = json.loads((folder / "out" / "merge.json").read_text())
@@ -109,7 +101,7 @@ def test_weights_scale_task_vectors_and_float32_output(models):
     folder, base, finetuned = models
     weights = (0.5, 1.0, 2.0)
     inputs = [ModelInput(folder / f"ft{i}.safetensors", weight=w) for i, w in enumerate(weights)]
-    got = _read_folder(_merge_files(folder, "task_arithmetic", {"alpha": 0.3}, inputs=inputs, dtype=torch.float32))
+    got = read_checkpoint(_merge_files(folder, "task_arithmetic", {"alpha": 0.3}, inputs=inputs, dtype=torch.float32))
     scaled = [{k: base[k].float() + w * (v.float() - base[k].float()) if v.is_floating_point() else v for k, v in ft.items()}
               for ft, w in zip(finetuned, weights)]
     want = merge({k: v.float() if v.is_floating_point() else v for k, v in base.items()}, scaled, "task_arithmetic", alpha=0.3)
@@ -148,7 +140,7 @@ def test_wrapping_prefixes_are_recognised_and_reported(models):
     out = run_merge(plan, folder / "out", progress=False)
     plan.close()
     want = merge(base, finetuned[:2], "task_arithmetic", alpha=0.5)
-    got = _read_folder(out)
+    got = read_checkpoint(out)
     assert all(torch.equal(got[key], want[key]) for key in want)
 
 
@@ -200,18 +192,23 @@ def test_an_existing_output_is_refused_unless_overwrite(models):
     assert _leftovers(folder) == []
 
 
-def test_a_full_disk_is_reported_and_cleaned_up(models, monkeypatch):
-    folder, _, _ = models
+def _fail_third_write(monkeypatch, error: BaseException) -> None:
+    """Make the output's third tensor write raise ``error`` (a full disk, Ctrl-C mid-stream)."""
     real_write = safetensors_files.SafetensorsWriter.write
     calls = []
 
-    def write_until_full(self, name, tensor):
+    def write(self, name, tensor):
         calls.append(name)
         if len(calls) == 3:
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise error
         real_write(self, name, tensor)
 
-    monkeypatch.setattr(safetensors_files.SafetensorsWriter, "write", write_until_full)
+    monkeypatch.setattr(safetensors_files.SafetensorsWriter, "write", write)
+
+
+def test_a_full_disk_is_reported_and_cleaned_up(models, monkeypatch):
+    folder, _, _ = models
+    _fail_third_write(monkeypatch, OSError(errno.ENOSPC, "No space left on device"))
     with pytest.raises(OSError, match="filled up while writing the merged model"):
         _merge_files(folder, "task_arithmetic", {"alpha": 1.0})
     assert not (folder / "out").exists() and _leftovers(folder) == []
@@ -225,7 +222,7 @@ def test_pickled_models_are_refused_and_convert_only_when_trusted(tmp_path):
     assert convert_cli.main([str(tmp_path / "finetuned.pt"), str(tmp_path / "a.safetensors")]) == 1
     assert not (tmp_path / "a.safetensors").exists()
     assert convert_cli.main(["--trust-pickle", str(tmp_path / "finetuned.pt"), str(tmp_path / "a.safetensors")]) == 0
-    got = _read_folder(tmp_path / "a.safetensors")
+    got = read_checkpoint(tmp_path / "a.safetensors")
     assert got.keys() == model.state_dict().keys()
     assert all(torch.equal(got[k], v) for k, v in model.state_dict().items())
 
@@ -246,7 +243,7 @@ def test_the_command_dry_runs_and_merges(models, capsys):
     assert "memory: about" in printed and "model.safetensors" in printed and not (folder / "out").exists()
     assert merge_cli.main([str(config), str(folder / "out"), "--no-progress"]) == 0
     want = merge(base, finetuned[:2], "breadcrumbs", alpha=0.4, beta=0.85, gamma=0.01)
-    got = _read_folder(folder / "out")
+    got = read_checkpoint(folder / "out")
     assert all(torch.equal(got[key], want[key]) for key in want)
 
 
@@ -269,16 +266,7 @@ def test_the_command_names_what_is_wrong_in_a_config(models, capsys, overrides, 
 
 def test_an_interrupted_command_leaves_nothing_behind(models, monkeypatch, capsys):
     folder, _, _ = models
-    real_write = safetensors_files.SafetensorsWriter.write
-    calls = []
-
-    def interrupted(self, name, tensor):
-        calls.append(name)
-        if len(calls) == 3:
-            raise KeyboardInterrupt  # Ctrl-C mid-stream
-        real_write(self, name, tensor)
-
-    monkeypatch.setattr(safetensors_files.SafetensorsWriter, "write", interrupted)
+    _fail_third_write(monkeypatch, KeyboardInterrupt())
     assert merge_cli.main([str(_write_config(folder)), str(folder / "out"), "--no-progress"]) == 130
     assert "interrupted; nothing was written" in capsys.readouterr().err
     assert not (folder / "out").exists() and _leftovers(folder) == []

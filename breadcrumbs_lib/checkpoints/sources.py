@@ -199,14 +199,30 @@ def _load_torch_state_dict(file: Path) -> dict[str, Tensor]:
         state = _load_weights_only(file, mmap=False)
     except Exception as error:
         raise _load_error(file, error) from error
-    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
-        state = state["state_dict"]  # open_clip's (and Lightning's) training checkpoints
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{file}: holds a {type(state).__name__}, not a state dict (a mapping of names to tensors)")
-    for name, value in state.items():
+    return state_dict_in(state, file)
+
+
+def state_dict_in(loaded: object, file: Path) -> dict[str, Tensor]:
+    """The state dict a loaded torch file holds: the object itself, or the one it wraps under
+    ``"state_dict"`` (open_clip's and Lightning's training checkpoints); ``ValueError`` naming
+    ``file`` if it is not a mapping of names to tensors."""
+    if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, Mapping):
+        raise ValueError(f"{file}: holds a {type(loaded).__name__}, not a state dict (a mapping of names to tensors)")
+    for name, value in loaded.items():
         if not isinstance(value, Tensor):
             raise ValueError(f"{file}: entry {name!r} is a {type(value).__name__}, not a tensor")
-    return dict(state)
+    return dict(loaded)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:
+    """Every tensor of the model at ``path`` (see :func:`open_checkpoint`), in memory."""
+    checkpoint = open_checkpoint(path)
+    try:
+        return {name: checkpoint.read(name) for name in checkpoint.specs}
+    finally:
+        checkpoint.close()
 
 
 def _load_weights_only(file: Path, mmap: bool) -> object:

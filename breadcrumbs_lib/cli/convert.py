@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from ..checkpoints.clip_names import HF_PROJECTION, hf_clip_vision_to_open_clip, open_clip_to_hf_clip_vision
-from ..checkpoints.sources import open_checkpoint
+from ..checkpoints.sources import open_checkpoint, read_checkpoint, state_dict_in
 from ..core.state_dicts import save_state_dict
 
 #: ``--names``: the naming to convert to.
@@ -84,11 +84,7 @@ def convert(source: Path, out: Path, *, trust_pickle: bool = False, overwrite: b
 
 
 def _weights_only_state_dict(source: Path) -> dict[str, Tensor]:
-    checkpoint = open_checkpoint(source)  # refuses pickled objects, naming --trust-pickle
-    try:
-        return {name: checkpoint.read(name) for name in checkpoint.specs}
-    finally:
-        checkpoint.close()
+    return read_checkpoint(source)  # refuses pickled objects, naming --trust-pickle
 
 
 def _rename(state: dict[str, Tensor], names: str, projection: Tensor | None, source: Path) -> dict[str, Tensor]:
@@ -120,18 +116,7 @@ def _trusted_state_dict(source: Path) -> dict[str, Tensor]:
         raise ValueError(f"{source}: the pickle names Python module {error.name!r}, which is not importable here. "
                          f"Put the code that defined the model on PYTHONPATH (for the task_vectors release: "
                          f"PYTHONPATH=path/to/task_vectors) and run again") from error
-    if isinstance(loaded, torch.nn.Module):
-        loaded = loaded.state_dict()
-    elif isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
-        loaded = loaded["state_dict"]
-    if not isinstance(loaded, Mapping):
-        raise ValueError(f"{source}: holds a {type(loaded).__name__}, neither a model nor a state dict")
-    state = {}
-    for name, value in loaded.items():
-        if not isinstance(value, Tensor):
-            raise ValueError(f"{source}: entry {name!r} is a {type(value).__name__}, not a tensor")
-        state[name] = value
-    return state
+    return state_dict_in(loaded.state_dict() if isinstance(loaded, torch.nn.Module) else loaded, source)
 
 
 if __name__ == "__main__":

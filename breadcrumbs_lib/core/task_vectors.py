@@ -263,10 +263,9 @@ def iter_task_vectors(
     read, so at most one fine-tuned model and one task vector are held at a time (callers
     looping over the result should ``del`` their loop variable at the end of each step).
     """
-    include = None if include is None else list(include)
-    exclude = None if exclude is None else list(exclude)
+    include, exclude = _patterns(include), _patterns(exclude)
     for index, source in enumerate(finetuned):
-        name = str(source) if not isinstance(source, Mapping) else f"fine-tuned model #{index}"
+        name = _model_name(source, index)
         state = resolve_state_dict(source)
         vector = TaskVector.from_state_dicts(base, state, include=include, exclude=exclude, name=name, map_delta=map_delta)
         del state
@@ -301,11 +300,10 @@ def sum_task_vectors(
     if transform is not None:
         return TaskVector.sum_of(iter_task_vectors(base, finetuned, include=include, exclude=exclude,
                                                    map_delta=map_delta, transform=transform))
-    include = None if include is None else list(include)
-    exclude = None if exclude is None else list(exclude)
+    include, exclude = _patterns(include), _patterns(exclude)
     total: dict[str, Tensor] | None = None
     for index, source in enumerate(finetuned):
-        name = str(source) if not isinstance(source, Mapping) else f"fine-tuned model #{index}"
+        name = _model_name(source, index)
         state = resolve_state_dict(source)
         check_same_layout(base, state, name)
         merged_keys, carried_keys = select_keys(base, include, exclude)
@@ -322,6 +320,16 @@ def sum_task_vectors(
     if total is None:
         raise ValueError("cannot sum an empty list of task vectors")
     return TaskVector(total)
+
+
+def _model_name(source: StateDictSource, index: int) -> str:
+    """How errors name fine-tuned model ``index``: its path, or its position for a state dict."""
+    return str(source) if not isinstance(source, Mapping) else f"fine-tuned model #{index}"
+
+
+def _patterns(patterns: Iterable[str] | None) -> list[str] | None:
+    """Glob patterns as a list, read once (the caller's may be a one-shot iterator)."""
+    return None if patterns is None else list(patterns)
 
 
 def _delta(base: Mapping[str, Tensor], finetuned: Mapping[str, Tensor], key: str, name: str) -> Tensor:

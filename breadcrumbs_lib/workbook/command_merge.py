@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from ..checkpoints import open_checkpoint
+from ..checkpoints.sources import read_checkpoint
 from ..core.state_dicts import StateDict, save_state_dict
 from ..worlds.workbench import AnyWorkbench, finetuned_path
 
@@ -45,7 +45,7 @@ def merge_through_command(bench: AnyWorkbench, tasks: Sequence[str], method: str
     out = folder / "merged"
     dry_run = _run([str(config), str(out), "--dry-run"])
     _run([str(config), str(out), "--overwrite", "--no-progress"])
-    return CommandMerge(config, out, dry_run, _read_model(out))
+    return CommandMerge(config, out, dry_run, read_checkpoint(out))
 
 
 def _finetuned_file(bench: AnyWorkbench, task: str, folder: Path) -> Path:
@@ -54,14 +54,6 @@ def _finetuned_file(bench: AnyWorkbench, task: str, folder: Path) -> Path:
         return cached
     return save_state_dict(bench.finetuned[task], folder / f"{task}.safetensors")
 
-
-def _read_model(out: Path) -> StateDict:
-    """The merged model in ``out`` (one file or sharded), every tensor in memory."""
-    checkpoint = open_checkpoint(out)
-    try:
-        return {name: checkpoint.read(name) for name in checkpoint.specs}
-    finally:
-        checkpoint.close()
 
 
 def _run(arguments: list[str]) -> str:

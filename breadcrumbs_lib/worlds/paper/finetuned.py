@@ -24,7 +24,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from ...checkpoints import open_checkpoint
+from ...checkpoints.sources import read_checkpoint
 from ...checkpoints.clip_names import HF_TOWER, hf_clip_vision_to_open_clip
 from ...core.state_dicts import StateDict, check_same_layout
 from .tasks import PAPER_TASKS
@@ -50,7 +50,7 @@ def read_finetuned_dir(folder: str | Path, size: str, tasks: Sequence[str], base
             continue
         if task in found:
             raise ValueError(f"{where}: more than one model for {task} (one of them {entry.name})")
-        state = to_open_clip_encoder(_read_all(entry), base, str(entry))
+        state = to_open_clip_encoder(read_checkpoint(entry), base, str(entry))
         check_same_layout(base, state, str(entry))
         found[task] = state
     return found
@@ -79,10 +79,3 @@ def to_open_clip_encoder(state: Mapping[str, Tensor], base: Mapping[str, Tensor]
         state = {key[len(_OPEN_CLIP_TOWER):]: value for key, value in state.items() if key.startswith(_OPEN_CLIP_TOWER)}
     return dict(state)
 
-
-def _read_all(entry: Path) -> StateDict:
-    checkpoint = open_checkpoint(entry)
-    try:
-        return {name: checkpoint.read(name) for name in checkpoint.specs}
-    finally:
-        checkpoint.close()
