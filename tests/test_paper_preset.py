@@ -207,7 +207,7 @@ def test_sun397_splits_do_not_depend_on_the_file_systems_order(tmp_path, monkeyp
     assert all(files(first[split]) == files(second[split]) for split in ("train", "val", "test"))
 
 
-def test_fine_tuning_reads_open_clips_training_transform_and_evaluation_the_other(monkeypatch):
+def test_fine_tuning_reads_open_clips_training_transform_and_evaluation_the_other(monkeypatch, tmp_path):
     from breadcrumbs_lib.worlds.paper import build as paper_build
 
     clip = torch.nn.Module()
@@ -218,8 +218,11 @@ def test_fine_tuning_reads_open_clips_training_transform_and_evaluation_the_othe
     monkeypatch.setattr(paper_build, "zero_shot_head", lambda *args: torch.zeros(10, 2))
     raw = {split: [("image", 0)] for split in ("train", "val", "test")}
     monkeypatch.setattr(paper_build, "load_task", lambda task, root, transform, seed: (raw, list("0123456789"), ("{}",)))
-    bench = paper_build._workbench(PAPER, "B-32", ["MNIST"], 0, torch.device("cpu"), "/data", None, False)
-    used = {split: bench.splits["MNIST"][split].dataset.transform for split in ("train", "val", "test")}
+    monkeypatch.setattr(paper_build, "cached_split", lambda dataset, transform, folder, recompute: transform)
+    bench = paper_build._workbench(PAPER, "B-32", ["MNIST"], 0, torch.device("cpu"), "/data", None, False,
+                                   images_dir=tmp_path)
+    used = {"train": bench.splits["MNIST"]["train"].dataset.transform,
+            **{split: bench.splits["MNIST"][split] for split in ("val", "test")}}  # decoded once, through this
     assert used == {"train": "train-tf", "val": "eval-tf", "test": "eval-tf"}
 
 

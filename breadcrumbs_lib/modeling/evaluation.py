@@ -1,7 +1,7 @@
 """Evaluation: accuracy per task of one live image encoder, whose weights are swapped in place.
 
 Sweeps evaluate hundreds of merged models, so the :class:`Evaluator` builds the model once,
-keeps every test set normalised on the device, and for each candidate copies the merged weights
+keeps every test set as uint8 images (on the device when they fit), and for each candidate copies the merged weights
 into the existing encoder (``load_state_dict`` copies into the live parameters) and swaps the
 task's zero-shot head. Normalized accuracy follows the paper (eq. 3): merged accuracy divided by
 the fine-tuned model's accuracy on the same task.
@@ -22,8 +22,10 @@ from .models import ImageClassifier
 class Evaluator:
     """Accuracy of ``classifier``'s encoder, with any weights, on a fixed set of labelled splits.
 
-    In-memory splits are normalised once and kept on the device; other ``splits`` (loaders over
-    real datasets) are streamed at every evaluation.
+    In-memory splits stay uint8 (a quarter of float32's bytes) and are normalised batch by batch:
+    on the device when they fit (on a GPU: a quarter of its free memory), else where they are (in
+    host memory, or memory-mapped from disk) and copied over one batch at a time. Other ``splits``
+    (loaders over real datasets) are decoded again at every evaluation.
     """
 
     def __init__(
@@ -45,7 +47,7 @@ class Evaluator:
         self.batch_size = batch_size
         self.heads = {task: heads[task].to(device) for task in splits}
         self.splits = {
-            task: (normalize(split.images, device), split.labels.to(device)) if isinstance(split, ImageSplit) else split
+            task: (_on_device_if_it_fits(split.images, device), split.labels.to(device)) if isinstance(split, ImageSplit) else split
             for task, split in splits.items()
         }
 
@@ -79,7 +81,7 @@ class Evaluator:
         split = self.splits[task]
         if isinstance(split, tuple):
             inputs, labels = split
-            return ((inputs[i:i + self.batch_size], labels[i:i + self.batch_size])
+            return ((normalize(inputs[i:i + self.batch_size], self.device), labels[i:i + self.batch_size])
                     for i in range(0, inputs.shape[0], self.batch_size))
         return split
 
@@ -88,6 +90,15 @@ class Evaluator:
         if encoder_state is not None:
             self.load(encoder_state)
         return {task: self.accuracy(task) for task in (tasks or self.tasks)}
+
+
+def _on_device_if_it_fits(images: Tensor, device: torch.device | str) -> Tensor:
+    """``images`` on ``device``, unless it is a GPU where they would take more than a quarter of
+    its free memory (models and activations need the rest): then they stay where they are."""
+    device = torch.device(device)
+    if device.type == "cuda" and images.nbytes > torch.cuda.mem_get_info(device)[0] // 4:
+        return images
+    return images.to(device)
 
 
 def normalized_accuracy(accuracy: Mapping[str, float], finetuned_accuracy: Mapping[str, float]) -> dict[str, float]:
