@@ -243,3 +243,105 @@ def test_a_daemonic_worker_reads_data_in_process():
     workers = queue.get(timeout=120)
     process.join(timeout=60)
     assert workers == 0
+
+
+def _small_resisc45(tmp_path, monkeypatch, per_class: int = 4):
+    """45 class folders of ``per_class`` images in RESISC45's layout; the spec's sizes made small."""
+    import dataclasses
+
+    import numpy as np
+    from PIL import Image
+
+    from breadcrumbs_lib.worlds.paper import data as paper_data
+    from breadcrumbs_lib.worlds.paper import tasks as paper_tasks
+
+    names = []
+    for k in range(45):
+        folder = tmp_path / "resisc45" / "NWPU-RESISC45" / f"class{k:02d}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(np.full((8, 8, 3), k, dtype=np.uint8)).save(folder / f"class{k:02d}_{i:03d}.jpg")
+            names.append(f"class{k:02d}_{i:03d}.jpg")
+    monkeypatch.setitem(paper_data.PAPER_TASKS, "RESISC45", dataclasses.replace(
+        paper_tasks.PAPER_TASKS["RESISC45"], split_sizes=(122, 13, 45)))
+    return names
+
+
+def _files_of(dataset) -> list[str]:
+    """The image file names of a split, through its nested subsets."""
+    from pathlib import Path
+
+    if isinstance(dataset, torch.utils.data.Subset):
+        inner = _files_of(dataset.dataset)
+        return [inner[i] for i in dataset.indices]
+    paths = dataset._image_files if hasattr(dataset, "_image_files") else [path for path, _ in dataset.samples]
+    return [Path(path).name for path in paths]
+
+
+def test_resisc45_takes_its_published_train_and_test_lists(tmp_path, monkeypatch):
+    import warnings
+
+    from breadcrumbs_lib.worlds.paper import data as paper_data
+
+    names = _small_resisc45(tmp_path, monkeypatch)
+    train_names = [name for name in names if not name.endswith("_003.jpg")]
+    test_names = [name for name in names if name.endswith("_003.jpg")]
+    (tmp_path / "resisc45" / "resisc45-train.txt").write_text("\n".join(train_names) + "\n")
+    (tmp_path / "resisc45" / "resisc45-test.txt").write_text("\n".join(test_names) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: the published split is used
+        splits, _ = paper_data.load_split_datasets("RESISC45", tmp_path, transform=None, seed=0)
+    assert _files_of(splits["test"]) == test_names
+    assert sorted(_files_of(splits["train"]) + _files_of(splits["val"])) == sorted(train_names)
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [122, 13, 45]
+
+
+def test_without_the_published_lists_the_split_is_a_seeded_shuffle_and_says_so(tmp_path, monkeypatch):
+    from breadcrumbs_lib.worlds.paper import data as paper_data
+
+    _small_resisc45(tmp_path, monkeypatch)
+    with pytest.warns(UserWarning, match="no published split.*seeded shuffle"):
+        splits, _ = paper_data.load_split_datasets("RESISC45", tmp_path, transform=None, seed=0)
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [122, 13, 45]
+
+
+def test_a_listed_image_that_is_not_there_is_named(tmp_path, monkeypatch):
+    from breadcrumbs_lib.worlds.paper import data as paper_data
+    from breadcrumbs_lib.worlds.paper.data import PaperAssetsMissing
+
+    names = _small_resisc45(tmp_path, monkeypatch)
+    (tmp_path / "resisc45" / "resisc45-train.txt").write_text("\n".join(names[:-1]) + "\n")
+    (tmp_path / "resisc45" / "resisc45-test.txt").write_text("airplane_700.jpg\n")
+    with pytest.raises(PaperAssetsMissing, match="resisc45-test.txt lists 1 image.*airplane_700.jpg"):
+        paper_data.load_split_datasets("RESISC45", tmp_path, transform=None, seed=0)
+
+
+def test_sun397_takes_its_first_official_partition(tmp_path, monkeypatch):
+    import dataclasses
+
+    import numpy as np
+    from PIL import Image
+
+    from breadcrumbs_lib.worlds.paper import data as paper_data
+    from breadcrumbs_lib.worlds.paper import tasks as paper_tasks
+
+    root = tmp_path / "SUN397"
+    classes = ["/a/abbey", "/c/church/indoor"]
+    root.mkdir()
+    (root / "ClassName.txt").write_text("\n".join(classes) + "\n")
+    lines = {"Training_01.txt": [], "Testing_01.txt": []}
+    for k, name in enumerate(classes):
+        (root / name.strip("/")).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(np.full((8, 8, 3), 10 * k + i, dtype=np.uint8)).save(root / name.strip("/") / f"sun_{k}{i}.jpg")
+            lines["Training_01.txt" if i % 2 else "Testing_01.txt"].append(f"{name}/sun_{k}{i}.jpg")
+    (root / "Partitions").mkdir()
+    for file, listed in lines.items():
+        (root / "Partitions" / file).write_text("\n".join(listed) + "\n")
+    monkeypatch.setitem(paper_data.PAPER_TASKS, "SUN397", dataclasses.replace(
+        paper_tasks.PAPER_TASKS["SUN397"], num_classes=2, split_sizes=(5, 1, 6)))
+    splits, names = paper_data.load_split_datasets("SUN397", tmp_path, transform=None, seed=0)
+    assert names == ["abbey", "church indoor"]
+    assert _files_of(splits["test"]) == [line.rsplit("/", 1)[1] for line in lines["Testing_01.txt"]]
+    assert sorted(_files_of(splits["train"]) + _files_of(splits["val"])) == sorted(
+        line.rsplit("/", 1)[1] for line in lines["Training_01.txt"])

@@ -7,15 +7,18 @@ from deep inside a download.
 
 Datasets are read with torchvision (``download=False``) from ``data_root`` in torchvision's own
 folder layout, RESISC45 with an ``ImageFolder`` over ``data_root/resisc45/NWPU-RESISC45``. Splits
-follow Table 1: a seeded validation share of the training set (10%, at most 5,000 images);
-datasets without an official split (EuroSAT, RESISC45, SUN397) are split by a seeded shuffle into
-the sizes of Table 1.
+follow Table 1: a seeded validation share of the training set (10%, at most 5,000 images).
+torchvision gives EuroSAT, RESISC45 and SUN397 no train / test split: SUN397 and RESISC45 take
+the published lists the task_vectors protocol reads when they are under ``data_root``
+(:data:`PUBLISHED_SPLITS`); EuroSAT, and the other two without those files (with a warning), are
+split by a seeded shuffle into the sizes of Table 1.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -145,16 +148,20 @@ def load_split_datasets(task: str, data_root: str | Path, transform: Callable | 
         elif task == "SVHN":  # torchvision's SVHN reads its .mat files from the folder it is given
             train, test = (tv.SVHN(root / DATASET_FOLDERS["SVHN"], split=s, transform=transform) for s in ("train", "test"))
             classes = None
-        else:  # no official train/test split: EuroSAT, RESISC45, SUN397
+        else:  # no train/test split in torchvision: EuroSAT, RESISC45, SUN397
             if task == "EuroSAT":
                 full = tv.EuroSAT(root, transform=transform)
             elif task == "SUN397":
                 full = _in_path_order(tv.SUN397(root, transform=transform))
             else:
                 full = tv.ImageFolder(root / "resisc45" / "NWPU-RESISC45", transform=transform)
-            order = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed)).tolist()
-            test = Subset(full, order[:n_test])
-            train = Subset(full, order[n_test:n_test + n_train + n_val])
+            published = published_split(task, root, full)
+            if published is not None:
+                train, test = published
+            else:
+                order = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed)).tolist()
+                test = Subset(full, order[:n_test])
+                train = Subset(full, order[n_test:n_test + n_train + n_val])
             classes = full.classes
     except (RuntimeError, FileNotFoundError) as error:
         raise PaperAssetsMissing(f"dataset {task} not found under {root} ({error}).\n{HOW_TO_PROVIDE}") from None
@@ -168,6 +175,61 @@ def load_split_datasets(task: str, data_root: str | Path, transform: Callable | 
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
     n_val = min(n_val, len(train) // 10) if task not in ("EuroSAT", "RESISC45", "SUN397") else n_val
     return {"train": Subset(train, order[n_val:]), "val": Subset(train, order[:n_val]), "test": test}, names
+
+
+#: The published train / test lists the task_vectors protocol reads, where they sit under
+#: ``data_root``: SUN397's first official partition (from the dataset's ``Partitions.zip``) and
+#: RESISC45's train / test files (the 60 / 20 / 20 split of TensorFlow Datasets; the paper's
+#: validation share is carved from train, as for every dataset, so its val file is not read).
+PUBLISHED_SPLITS = {
+    "SUN397": ("SUN397/Partitions/Training_01.txt", "SUN397/Partitions/Testing_01.txt"),
+    "RESISC45": ("resisc45/resisc45-train.txt", "resisc45/resisc45-test.txt"),
+}
+
+
+def published_split(task: str, root: Path, full: Dataset) -> tuple[Subset, Subset] | None:
+    """``(train, test)`` of ``full`` as the files of :data:`PUBLISHED_SPLITS` list them, or
+    ``None`` (with a warning saying what is used instead) when they are not under ``root``.
+
+    A line names an image by its path under the dataset's folder (SUN397:
+    ``/a/abbey/sun_aaalbzqrimafwbiv.jpg``) or by its file name (RESISC45: ``airplane_001.jpg``);
+    a listed image that is not in the dataset is an error naming it."""
+    if task not in PUBLISHED_SPLITS:
+        return None
+    files = [root / name for name in PUBLISHED_SPLITS[task]]
+    if not all(file.is_file() for file in files):
+        missing = ", ".join(str(file) for file in files if not file.is_file())
+        warnings.warn(f"{task}: no published split ({missing}); its train and test splits are a seeded shuffle "
+                      f"of all its images into the sizes of the paper's Table 1, not the published partition",
+                      stacklevel=3)
+        return None
+    folder = root / DATASET_FOLDERS[task]
+    by_path = {_relative_name(task, folder, path): index for index, path in enumerate(_image_paths(full))}
+    splits = []
+    for file in files:
+        names = [line.strip() for line in file.read_text().splitlines() if line.strip()]
+        unknown = [name for name in names if _listed_name(task, name) not in by_path]
+        if unknown:
+            raise PaperAssetsMissing(f"{file} lists {len(unknown)} image(s) not found in {task} under {root}, "
+                                     f"e.g. {unknown[0]}")
+        splits.append(Subset(full, [by_path[_listed_name(task, name)] for name in names]))
+    return splits[0], splits[1]
+
+
+def _image_paths(dataset: Dataset) -> list[str]:
+    if hasattr(dataset, "_image_files"):  # torchvision's SUN397
+        return [str(path) for path in dataset._image_files]
+    return [path for path, _ in dataset.samples]  # an ImageFolder
+
+
+def _relative_name(task: str, folder: Path, path: str) -> str:
+    """How a split file names the image at ``path``: SUN397 by its path under the dataset's
+    ``folder`` (from the letter folder on), RESISC45 by its file name."""
+    return Path(path).relative_to(folder).as_posix() if task == "SUN397" else Path(path).name
+
+
+def _listed_name(task: str, line: str) -> str:
+    return line.strip("/") if task == "SUN397" else Path(line).name
 
 
 def _in_path_order(dataset: Dataset) -> Dataset:
