@@ -203,3 +203,24 @@ def test_a_bad_sweep_fails_before_the_workbench_is_built(tmp_path):
         run_sweep(Sweep("breadcrumbs", grid(alpha=0.3, beta=1.2, gamma=0.0)), tiny_context(empty_cache),
                   store=tmp_path / "results.sqlite", executor=InlineExecutor(), progress=False)
     assert not empty_cache.exists()  # nothing pretrained, fine-tuned or cached
+
+
+def test_the_default_worker_count_follows_from_the_memory_available(monkeypatch):
+    """Each worker holds the models (base, 8 fine-tuned, 3 more copies) and its cache of task
+    vectors: the count is what fits in 80% of the memory available, at most one per core."""
+    from types import SimpleNamespace
+
+    from breadcrumbs_lib.study import sweeps
+
+    base = {"w": torch.zeros(1 << 20)}  # 4 MiB
+    bench = SimpleNamespace(device=torch.device("cpu"), base=base, finetuned={f"t{i}": base for i in range(8)}, fishers={})
+    context = SimpleNamespace(cache_bytes=8 << 20)
+    per_worker = (1 + 8 + 3) * (4 << 20) + (8 << 20)  # 56 MiB
+    monkeypatch.setattr(sweeps.os, "cpu_count", lambda: 64)
+    assert sweeps.default_workers(bench, context, available=int(10 * per_worker / 0.8)) == 10
+    assert sweeps.default_workers(bench, context, available=per_worker // 2) == 1  # at least one
+    assert sweeps.default_workers(bench, context, available=1 << 50) == 64  # at most one per core
+    bench.fishers = dict(bench.finetuned)  # Fisher merging's inputs are held too
+    assert sweeps.default_workers(bench, context, available=int(10 * per_worker / 0.8)) == 6
+    bench.device = torch.device("cuda")
+    assert sweeps.default_workers(bench, context, available=1 << 50) == 1  # one GPU, one worker

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psutil
 from tqdm.auto import tqdm
 
 from .. import __version__
@@ -149,7 +150,7 @@ def run_sweep(
         context: which preset, size, seed and cache (see :class:`.SweepContext`).
         store: the results store (default ``outputs/<preset>/results.sqlite``).
         executor: where units run; ``None`` makes a pool of ``workers`` local processes
-            (default: one per core) and shuts it down at the end.
+            (default: :func:`default_workers`) and shuts it down at the end.
         progress: show a progress bar.
         on_result: called in this process after each unit's records are committed.
 
@@ -173,7 +174,7 @@ def run_sweep(
     baselines = [Unit(FINETUNED, (), (task,), (task,), tuple(splits)) for task in bench.tasks]
     merged = [Unit(ZERO_SHOT, (), (), tuple(bench.tasks), tuple(splits))]
     merged += [unit for sweep in sweeps for unit in sweep.units(bench.tasks)]
-    with _executor_for(executor, workers, context) as (pool, worker_context):
+    with _executor_for(executor, workers or default_workers(bench, context), context) as (pool, worker_context):
         _execute(baselines, pool, worker_context, store, run_id, progress, on_result, "evaluating fine-tuned models")
         _execute(merged, pool, worker_context, store, run_id, progress, on_result,
                  " + ".join(sweep.method for sweep in sweeps))
@@ -265,6 +266,23 @@ class InlineExecutor(Executor):
         return future
 
 
+def default_workers(bench: AnyWorkbench, context: SweepContext, available: int | None = None) -> int:
+    """How many local worker processes a sweep starts by default: one per core, fewer when their
+    copies of the models would not fit in 80% of the memory ``available`` now (default: what the
+    operating system reports), and one when the models run on a GPU (the workers would share it).
+
+    A worker holds the base weights, every fine-tuned model and every Fisher the sweep loaded,
+    three more copies of the base's size (the rest of the foundation, counted as large as the
+    image encoder; the live model; a merged model) and up to ``context.cache_bytes`` of cached
+    task vectors and partial sums."""
+    if bench.device.type != "cpu":
+        return 1
+    base = sum(value.numel() * value.element_size() for value in bench.base.values())
+    per_worker = base * (1 + len(bench.finetuned) + len(bench.fishers) + 3) + context.cache_bytes
+    available = psutil.virtual_memory().available if available is None else available
+    return max(1, min(os.cpu_count() or 1, int(0.8 * available) // per_worker))
+
+
 def local_processes(workers: int | None = None) -> ProcessPoolExecutor:
     """A pool of ``workers`` fresh ("spawn") local processes (default: one per core) that leave
     Ctrl-C to the process that made them and exit when it dies, even by SIGKILL."""
@@ -312,13 +330,13 @@ def dask_executor(address: str | None = None, *, n_workers: int | None = None) -
 
 # --------------------------------------------------------------------------------- internals
 @contextmanager
-def _executor_for(executor: Executor | None, workers: int | None, context: SweepContext):
-    """``(executor, context)``: the given executor, or a local pool that is shut down after,
-    with torch / numba threads per worker set so that the workers share the cores."""
+def _executor_for(executor: Executor | None, workers: int, context: SweepContext):
+    """``(executor, context)``: the given executor, or a local pool of ``workers`` processes that
+    is shut down after, with torch / numba threads per worker set so that the workers share the
+    cores."""
     if executor is not None:
         yield executor, context
         return
-    workers = workers or os.cpu_count() or 1
     pool = local_processes(workers)
     try:
         yield pool, replace(context, threads=max(1, (os.cpu_count() or 1) // workers))
