@@ -1,9 +1,9 @@
 """Evaluation: accuracy per task of one live image encoder, whose weights are swapped in place.
 
 Sweeps evaluate hundreds of merged models, so the :class:`Evaluator` builds the model once,
-keeps every test set as uint8 images (on the device when they fit), and for each candidate copies the merged weights
-into the existing encoder (``load_state_dict`` copies into the live parameters) and swaps the
-task's zero-shot head. Normalized accuracy follows the paper (eq. 3): merged accuracy divided by
+keeps every test set as uint8 images (on the device when they fit), and for each candidate
+copies the merged weights into the existing encoder (``load_state_dict`` copies into the live
+parameters) and swaps the task's zero-shot head. Normalized accuracy follows the paper (eq. 3): merged accuracy divided by
 the fine-tuned model's accuracy on the same task.
 """
 
@@ -47,7 +47,8 @@ class Evaluator:
         self.batch_size = batch_size
         self.heads = {task: heads[task].to(device) for task in splits}
         self.splits = {
-            task: (_on_device_if_it_fits(split.images, device), split.labels.to(device)) if isinstance(split, ImageSplit) else split
+            task: (_on_device_if_it_fits(split.images, device), split.labels.to(device))
+            if isinstance(split, ImageSplit) else split
             for task, split in splits.items()
         }
 
