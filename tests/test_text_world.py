@@ -70,17 +70,19 @@ def test_examples_are_balanced_deterministic_and_read_only_their_pool(task):
         assert not any(text.startswith(s) for s in others if s not in own)
 
 
-def test_topic_labels_name_the_area_of_the_sentence():
+def test_topic_labels_name_the_area_of_both_sentences():
     examples = text_examples("topic", "test", 4, seed=0)
     pools = sentence_pools(0)["test"]
     for text, label in zip(examples.texts, examples.labels):
-        assert text in pools[TEXT_TASKS["topic"].labels[label]]
+        area = pools[TEXT_TASKS["topic"].labels[label]]
+        assert any(text.startswith(s + " ") and text[len(s) + 1:] in area and text[len(s) + 1:] != s for s in area)
+    assert len(set(examples.texts)) == len(examples.texts)  # distinct pairs
 
 
 def test_unknown_task_and_too_many_examples_are_named():
     with pytest.raises(ValueError, match="unknown text task 'poetry'"):
         text_examples("poetry", "train", 1, seed=0)
-    with pytest.raises(ValueError, match="fewer than the 100000 per class"):
+    with pytest.raises(ValueError, match="pairs, fewer than the 100000 per class"):
         text_examples("topic", "test", 100_000, seed=0)
 
 

@@ -12,7 +12,8 @@ into three disjoint pools, ``train`` (60%), ``val`` (15%) and ``test`` (25%); a 
 reads only its own pool, and pretraining reads only the ``train`` pool, so no validation or test
 sentence is ever trained on.
 
-* ``topic`` (5 classes): which part of the standard library a docstring sentence documents.
+* ``topic`` (5 classes): which part of the standard library two docstring sentences document
+  (two of the same area, so that a prompt holds enough evidence, and the pairs are many).
 * ``sentiment`` (3): a real sentence followed by a templated verdict on it ("the interface is not
   clear but fast."); ``good`` when every judgement is positive (a negated negative counts as
   positive), ``bad`` when every one is negative, ``mixed`` otherwise.
@@ -104,11 +105,21 @@ def text_examples(task: str, split: str, per_class: int, seed: int, *, stream: s
 
 
 def _topic(pool: dict[str, tuple[str, ...]], label: int, n: int, rng: random.Random) -> list[str]:
+    """``n`` distinct pairs of sentences of the area, each pair in a random order."""
     area = TEXT_TASKS["topic"].labels[label]
-    if len(pool[area]) < n:
-        raise ValueError(f"text task 'topic': the {area!r} pool holds {len(pool[area])} sentences, fewer than "
-                         f"the {n} per class asked for")
-    return rng.sample(pool[area], n)
+    sentences = pool[area]
+    pairs = len(sentences) * (len(sentences) - 1) // 2
+    if pairs < n:
+        raise ValueError(f"text task 'topic': the {area!r} pool holds {len(sentences)} sentences, {pairs} pairs, "
+                         f"fewer than the {n} per class asked for")
+    chosen: set[tuple[int, int]] = set()
+    texts = []
+    while len(texts) < n:
+        first, second = rng.sample(range(len(sentences)), 2)
+        if (min(first, second), max(first, second)) not in chosen:
+            chosen.add((min(first, second), max(first, second)))
+            texts.append(f"{sentences[first]} {sentences[second]}")
+    return texts
 
 
 _POSITIVE = ("clear", "helpful", "reliable", "fast", "elegant", "useful", "simple", "robust", "excellent",
