@@ -150,9 +150,9 @@ TEXT = Preset(
     name="text",
     tasks=tuple(TEXT_TASKS),
     model_names={"small": "mini-T5-small"},
-    # fresh prompts, not epochs, teach the tiny T5 (docs/presets.md, rows T0 and T9-T11): 2,000 per class,
-    # each seen three to six times in 400 steps (topic's smallest pool, the "text" area's 171 training sentences, makes
-    # 14,535 pairs; its 43 validation and 71 test sentences 903 and 2,485)
+    # fresh prompts, not epochs, teach the tiny T5 (docs/presets.md, rows T0 and T9-T11): 2,000 per
+    # class, each seen 2.6 (topic) to 6.4 (paraphrase) times in 400 steps; topic's smallest pool, the
+    # "text" area's 171 training sentences, makes 14,535 pairs (its 43 val and 71 test ones 903, 2,485)
     finetune=OptimConfig(steps=400, batch_size=64, lr=1e-3, weight_decay=0.1, warmup_steps=40),
     split_sizes={"train": 2000, "val": 40, "test": 60},  # per class
     pretraining=TextPretraining(),
