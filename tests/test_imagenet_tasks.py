@@ -36,7 +36,7 @@ def test_two_hundred_tasks_partition_the_thousand_classes():
 
 
 def test_a_task_reads_its_five_classes_with_a_held_out_validation_share(imagenet_root):
-    splits, names, templates = load_task("imagenet-003", imagenet_root, None, seed=0)
+    splits, names, templates = load_task("imagenet-003", imagenet_root, seed=0)
     classes = it.task_classes("imagenet-003", 0)
     assert names == [it.classnames()[c] for c in classes] and len(templates) == 80
     assert (len(splits["train"]), len(splits["val"]), len(splits["test"])) == (45, 5, 10)
@@ -61,7 +61,7 @@ def test_offline_imagenet_is_named_as_missing(tmp_path):
         check_paper_assets(tmp_path, list(it.imagenet_task_names(3)), "ViT-B-32", download=True)
     (tmp_path / "imagenet" / "train").mkdir(parents=True)
     with pytest.raises(PaperAssetsMissing, match="ImageNet not found under .*Couldn't find any class folder"):
-        load_task("imagenet-000", tmp_path, None, seed=0)
+        load_task("imagenet-000", tmp_path, seed=0)
 
 
 def test_the_paper_many_task_preset():

@@ -94,10 +94,10 @@ def test_resisc45_folder_loader_splits_a_small_copy(tmp_path, monkeypatch):
             Image.fromarray(np.full((8, 8, 3), k * 5 + i, dtype=np.uint8)).save(folder / f"{i}.png")
     small = dataclasses.replace(paper_tasks.PAPER_TASKS["RESISC45"], split_sizes=(108, 12, 60))
     monkeypatch.setitem(paper_data.PAPER_TASKS, "RESISC45", small)
-    splits, names = paper_data.load_split_datasets("RESISC45", tmp_path, transform=None, seed=0)
+    splits, names = paper_data.load_split_datasets("RESISC45", tmp_path, seed=0)
     assert [len(splits[s]) for s in ("train", "val", "test")] == [108, 12, 60]
     assert names[0] == "class 00 name" and len(names) == 45
-    again, _ = paper_data.load_split_datasets("RESISC45", tmp_path, transform=None, seed=0)
+    again, _ = paper_data.load_split_datasets("RESISC45", tmp_path, seed=0)
     assert list(again["test"].indices) == list(splits["test"].indices)
     seen = set(splits["test"].indices) | set(splits["train"].dataset.indices[i] for i in splits["train"].indices)
     assert len(seen) == 60 + 108  # disjoint
@@ -125,7 +125,7 @@ def test_svhn_loads_from_the_folder_the_asset_check_names(tmp_path, monkeypatch)
     monkeypatch.setitem(paper_data.PAPER_TASKS, "SVHN", dataclasses.replace(paper_tasks.PAPER_TASKS["SVHN"],
                                                                           split_sizes=(36, 4, 20)))
     paper_data.check_paper_assets(tmp_path, ["SVHN"], "ViT-B-32", weights=__file__)  # the folder is where it looks
-    splits, names = paper_data.load_split_datasets("SVHN", tmp_path, transform=None, seed=0)
+    splits, names = paper_data.load_split_datasets("SVHN", tmp_path, seed=0)
     assert [len(splits[s]) for s in ("train", "val", "test")] == [36, 4, 20] and names == [str(d) for d in range(10)]
 
 
@@ -198,10 +198,10 @@ def test_sun397_splits_do_not_depend_on_the_file_systems_order(tmp_path, monkeyp
             return [inner[i] for i in dataset.indices]
         return list(dataset._image_files)
 
-    first, names = paper_data.load_split_datasets("SUN397", tmp_path, transform=None, seed=0)
+    first, names = paper_data.load_split_datasets("SUN397", tmp_path, seed=0)
     real_rglob = Path.rglob
     monkeypatch.setattr(Path, "rglob", lambda self, pattern: reversed(list(real_rglob(self, pattern))))
-    second, _ = paper_data.load_split_datasets("SUN397", tmp_path, transform=None, seed=0)
+    second, _ = paper_data.load_split_datasets("SUN397", tmp_path, seed=0)
     assert names == ["abbey", "church indoor", "church outdoor"]
     assert [len(first[s]) for s in ("train", "val", "test")] == [9, 1, 8]
     assert all(files(first[split]) == files(second[split]) for split in ("train", "val", "test"))
@@ -217,7 +217,7 @@ def test_fine_tuning_reads_open_clips_training_transform_and_evaluation_the_othe
     monkeypatch.setattr(paper_build, "tokenizer_for", lambda name: None)
     monkeypatch.setattr(paper_build, "zero_shot_head", lambda *args: torch.zeros(10, 2))
     raw = {split: [("image", 0)] for split in ("train", "val", "test")}
-    monkeypatch.setattr(paper_build, "load_task", lambda task, root, transform, seed: (raw, list("0123456789"), ("{}",)))
+    monkeypatch.setattr(paper_build, "load_task", lambda task, root, seed: (raw, list("0123456789"), ("{}",)))
     monkeypatch.setattr(paper_build, "cached_split", lambda dataset, transform, folder, recompute: transform)
     bench = paper_build._workbench(PAPER, "B-32", ["MNIST"], 0, torch.device("cpu"), "/data", None, False,
                                    images_dir=tmp_path)
@@ -290,7 +290,7 @@ def test_resisc45_takes_its_published_train_and_test_lists(tmp_path, monkeypatch
     (tmp_path / "resisc45" / "resisc45-test.txt").write_text("\n".join(test_names) + "\n")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no warning: the published split is used
-        splits, _ = paper_data.load_split_datasets("RESISC45", tmp_path, transform=None, seed=0)
+        splits, _ = paper_data.load_split_datasets("RESISC45", tmp_path, seed=0)
     assert _files_of(splits["test"]) == test_names
     assert sorted(_files_of(splits["train"]) + _files_of(splits["val"])) == sorted(train_names)
     assert [len(splits[s]) for s in ("train", "val", "test")] == [122, 13, 45]
@@ -301,7 +301,7 @@ def test_without_the_published_lists_the_split_is_a_seeded_shuffle_and_says_so(t
 
     _small_resisc45(tmp_path, monkeypatch)
     with pytest.warns(UserWarning, match="no published split.*seeded shuffle"):
-        splits, _ = paper_data.load_split_datasets("RESISC45", tmp_path, transform=None, seed=0)
+        splits, _ = paper_data.load_split_datasets("RESISC45", tmp_path, seed=0)
     assert [len(splits[s]) for s in ("train", "val", "test")] == [122, 13, 45]
 
 
@@ -313,7 +313,7 @@ def test_a_listed_image_that_is_not_there_is_named(tmp_path, monkeypatch):
     (tmp_path / "resisc45" / "resisc45-train.txt").write_text("\n".join(names[:-1]) + "\n")
     (tmp_path / "resisc45" / "resisc45-test.txt").write_text("airplane_700.jpg\n")
     with pytest.raises(PaperAssetsMissing, match="resisc45-test.txt lists 1 image.*airplane_700.jpg"):
-        paper_data.load_split_datasets("RESISC45", tmp_path, transform=None, seed=0)
+        paper_data.load_split_datasets("RESISC45", tmp_path, seed=0)
 
 
 def test_sun397_takes_its_first_official_partition(tmp_path, monkeypatch):
@@ -340,7 +340,7 @@ def test_sun397_takes_its_first_official_partition(tmp_path, monkeypatch):
         (root / "Partitions" / file).write_text("\n".join(listed) + "\n")
     monkeypatch.setitem(paper_data.PAPER_TASKS, "SUN397", dataclasses.replace(
         paper_tasks.PAPER_TASKS["SUN397"], num_classes=2, split_sizes=(5, 1, 6)))
-    splits, names = paper_data.load_split_datasets("SUN397", tmp_path, transform=None, seed=0)
+    splits, names = paper_data.load_split_datasets("SUN397", tmp_path, seed=0)
     assert names == ["abbey", "church indoor"]
     assert _files_of(splits["test"]) == [line.rsplit("/", 1)[1] for line in lines["Testing_01.txt"]]
     assert sorted(_files_of(splits["train"]) + _files_of(splits["val"])) == sorted(

@@ -40,7 +40,7 @@ def _workbench(preset: Preset, size: str, tasks: list[str], seed: int, device: t
     tokenizer = tokenizer_for(model_name)
     heads, splits, classnames = {}, {}, {}
     for task in tasks:
-        datasets, names, templates = load_task(task, data_root, None, seed)  # images as read, transformed per split
+        datasets, names, templates = load_task(task, data_root, seed)  # images as read, transformed per split
         heads[task] = zero_shot_head(clip, tokenizer, names, templates, device)
         classnames[task] = tuple(names)
         splits[task] = {"train": loader(Transformed(datasets["train"], train_transform),

@@ -125,8 +125,9 @@ def is_torchscript_archive(path: str | Path) -> bool:
         return any(name.split("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
 
 
-def load_split_datasets(task: str, data_root: str | Path, transform: Callable | None, seed: int) -> tuple[dict[str, Dataset], list[str]]:
-    """``({"train", "val", "test"} -> dataset, class names)`` of one of the paper's datasets."""
+def load_split_datasets(task: str, data_root: str | Path, seed: int) -> tuple[dict[str, Dataset], list[str]]:
+    """``({"train", "val", "test"} -> dataset, class names)`` of one of the paper's datasets, its
+    images as read (PIL images: each use applies its own transform, see :class:`Transformed`)."""
     import torchvision.datasets as tv
 
     root = Path(data_root)
@@ -134,27 +135,27 @@ def load_split_datasets(task: str, data_root: str | Path, transform: Callable | 
     n_train, n_val, n_test = spec.split_sizes
     try:
         if task == "Cars":
-            train, test = (tv.StanfordCars(root, split=s, transform=transform) for s in ("train", "test"))
+            train, test = (tv.StanfordCars(root, split=s) for s in ("train", "test"))
             classes = train.classes
         elif task == "DTD":
-            parts = [tv.DTD(root, split=s, transform=transform) for s in ("train", "val", "test")]
+            parts = [tv.DTD(root, split=s) for s in ("train", "val", "test")]
             train, test, classes = ConcatDataset(parts[:2]), parts[2], parts[0].classes
         elif task == "GTSRB":
-            train, test = (tv.GTSRB(root, split=s, transform=transform) for s in ("train", "test"))
+            train, test = (tv.GTSRB(root, split=s) for s in ("train", "test"))
             classes = None
         elif task == "MNIST":
-            train, test = (tv.MNIST(root, train=flag, transform=transform) for flag in (True, False))
+            train, test = (tv.MNIST(root, train=flag) for flag in (True, False))
             classes = None
         elif task == "SVHN":  # torchvision's SVHN reads its .mat files from the folder it is given
-            train, test = (tv.SVHN(root / DATASET_FOLDERS["SVHN"], split=s, transform=transform) for s in ("train", "test"))
+            train, test = (tv.SVHN(root / DATASET_FOLDERS["SVHN"], split=s) for s in ("train", "test"))
             classes = None
         else:  # no train/test split in torchvision: EuroSAT, RESISC45, SUN397
             if task == "EuroSAT":
-                full = tv.EuroSAT(root, transform=transform)
+                full = tv.EuroSAT(root)
             elif task == "SUN397":
-                full = _in_path_order(tv.SUN397(root, transform=transform))
+                full = _in_path_order(tv.SUN397(root))
             else:
-                full = tv.ImageFolder(root / "resisc45" / "NWPU-RESISC45", transform=transform)
+                full = tv.ImageFolder(root / DATASET_FOLDERS["RESISC45"] / "NWPU-RESISC45")
             published = published_split(task, root, full)
             if published is not None:
                 train, test = published
@@ -177,33 +178,34 @@ def load_split_datasets(task: str, data_root: str | Path, transform: Callable | 
     return {"train": Subset(train, order[n_val:]), "val": Subset(train, order[:n_val]), "test": test}, names
 
 
-#: The published train / test lists the task_vectors protocol reads, where they sit under
-#: ``data_root``: SUN397's first official partition (from the dataset's ``Partitions.zip``) and
-#: RESISC45's train / test files (the 60 / 20 / 20 split of TensorFlow Datasets; the paper's
-#: validation share is carved from train, as for every dataset, so its val file is not read).
+#: The published train / test lists the task_vectors protocol reads, in the dataset's folder
+#: (:data:`DATASET_FOLDERS`): SUN397's first official partition (from the dataset's
+#: ``Partitions.zip``) and RESISC45's train / test files (the 60 / 20 / 20 split of TensorFlow
+#: Datasets; the paper's validation share is carved from train, as for every dataset, so its val
+#: file is not read).
 PUBLISHED_SPLITS = {
-    "SUN397": ("SUN397/Partitions/Training_01.txt", "SUN397/Partitions/Testing_01.txt"),
-    "RESISC45": ("resisc45/resisc45-train.txt", "resisc45/resisc45-test.txt"),
+    "SUN397": ("Partitions/Training_01.txt", "Partitions/Testing_01.txt"),
+    "RESISC45": ("resisc45-train.txt", "resisc45-test.txt"),
 }
 
 
 def published_split(task: str, root: Path, full: Dataset) -> tuple[Subset, Subset] | None:
     """``(train, test)`` of ``full`` as the files of :data:`PUBLISHED_SPLITS` list them, or
-    ``None`` (with a warning saying what is used instead) when they are not under ``root``.
+    ``None`` (with a warning saying what is used instead) when they are not in its folder.
 
     A line names an image by its path under the dataset's folder (SUN397:
     ``/a/abbey/sun_aaalbzqrimafwbiv.jpg``) or by its file name (RESISC45: ``airplane_001.jpg``);
     a listed image that is not in the dataset is an error naming it."""
     if task not in PUBLISHED_SPLITS:
         return None
-    files = [root / name for name in PUBLISHED_SPLITS[task]]
+    folder = root / DATASET_FOLDERS[task]
+    files = [folder / name for name in PUBLISHED_SPLITS[task]]
     if not all(file.is_file() for file in files):
         missing = ", ".join(str(file) for file in files if not file.is_file())
         warnings.warn(f"{task}: no published split ({missing}); its train and test splits are a seeded shuffle "
                       f"of all its images into the sizes of the paper's Table 1, not the published partition",
                       stacklevel=3)
         return None
-    folder = root / DATASET_FOLDERS[task]
     by_path = {_relative_name(task, folder, path): index for index, path in enumerate(_image_paths(full))}
     splits = []
     for file in files:
@@ -241,17 +243,17 @@ def _in_path_order(dataset: Dataset) -> Dataset:
     return dataset
 
 
-def load_task(task: str, data_root: str | Path, transform: Callable | None, seed: int) -> tuple[dict[str, Dataset], list[str], tuple[str, ...]]:
+def load_task(task: str, data_root: str | Path, seed: int) -> tuple[dict[str, Dataset], list[str], tuple[str, ...]]:
     """``(splits, class names, prompt templates)`` of one of the eight datasets or of an ImageNet
     task of the many-task sequence (:mod:`.imagenet_tasks`)."""
     if is_imagenet_task(task):
         try:
-            splits, names = load_task_splits(task, data_root, transform, seed)
+            splits, names = load_task_splits(task, data_root, seed)
         except (RuntimeError, FileNotFoundError) as error:
             raise PaperAssetsMissing(f"ImageNet not found under {Path(data_root) / 'imagenet'} ({error}).\n"
                                      f"{HOW_TO_PROVIDE}") from None
         return splits, names, imagenet_templates()
-    splits, names = load_split_datasets(task, data_root, transform, seed)
+    splits, names = load_split_datasets(task, data_root, seed)
     return splits, names, PAPER_TASKS[task].templates
 
 

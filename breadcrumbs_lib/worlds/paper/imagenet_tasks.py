@@ -12,7 +12,6 @@ its training images, taken by a rule that does not depend on the order files are
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from pathlib import Path
 
 from torch.utils.data import Dataset
@@ -75,13 +74,13 @@ class ClassSubset(Dataset):
         return image, self.label_of[target]
 
 
-def load_task_splits(name: str, data_root: str | Path, transform: Callable | None, seed: int) -> tuple[dict[str, Dataset], list[str]]:
+def load_task_splits(name: str, data_root: str | Path, seed: int) -> tuple[dict[str, Dataset], list[str]]:
     """``({"train", "val", "test"} -> dataset, class names)`` of ImageNet task ``name``
     (``FileNotFoundError`` from torchvision when a folder is missing or empty, ``ValueError``
     when a split does not hold the 1,000 class folders)."""
     root = Path(data_root) / "imagenet"
     classes = task_classes(name, seed)
-    train_folder, test_folder = (_image_folder(str(root / split), transform) for split in ("train", "val"))
+    train_folder, test_folder = (_image_folder(str(root / split)) for split in ("train", "val"))
     train = ClassSubset(train_folder, classes)
     held_out = _held_out(train_folder, train.indices, seed)
     splits = {"train": ClassSubset(train_folder, classes, [i for i in train.indices if i not in held_out]),
@@ -92,11 +91,11 @@ def load_task_splits(name: str, data_root: str | Path, transform: Callable | Non
 
 
 @functools.lru_cache(maxsize=2)
-def _image_folder(path: str, transform: Callable | None):
+def _image_folder(path: str):
     """One scan of an ImageNet split folder (1.28 million files for train), shared by all tasks."""
     import torchvision.datasets as tv
 
-    folder = tv.ImageFolder(path, transform=transform)
+    folder = tv.ImageFolder(path)
     if len(folder.classes) != CLASS_COUNT:
         raise ValueError(f"{path} has {len(folder.classes)} class folders, expected {CLASS_COUNT}")
     return folder
