@@ -76,15 +76,12 @@ def convert(source: Path, out: Path, *, trust_pickle: bool = False, overwrite: b
         raise ValueError("--projection supplies a Hugging Face projection: it needs --names open_clip")
     if names not in (None, *NAMINGS):
         raise ValueError(f"unknown naming {names!r}: expected one of {', '.join(NAMINGS)}")
-    state = _trusted_state_dict(source) if trust_pickle else _weights_only_state_dict(source)
+    # without trust, open_checkpoint refuses pickled objects, naming --trust-pickle
+    state = _trusted_state_dict(source) if trust_pickle else read_checkpoint(source)
     if names is not None:
         state = _rename(state, names, None if projection is None else _read_projection(projection), source)
     save_state_dict(state, out, metadata={"format": "pt", "converted_from": source.name})
     return state
-
-
-def _weights_only_state_dict(source: Path) -> dict[str, Tensor]:
-    return read_checkpoint(source)  # refuses pickled objects, naming --trust-pickle
 
 
 def _rename(state: dict[str, Tensor], names: str, projection: Tensor | None, source: Path) -> dict[str, Tensor]:

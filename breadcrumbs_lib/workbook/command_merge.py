@@ -55,7 +55,6 @@ def _finetuned_file(bench: AnyWorkbench, task: str, folder: Path) -> Path:
     return save_state_dict(bench.finetuned[task], folder / f"{task}.safetensors")
 
 
-
 def _run(arguments: list[str]) -> str:
     """``breadcrumbs-merge ARGUMENTS`` in a new process (this Python's), its output; its error
     message in a ``RuntimeError`` if it fails."""
