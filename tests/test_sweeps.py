@@ -224,3 +224,13 @@ def test_the_default_worker_count_follows_from_the_memory_available(monkeypatch)
     assert sweeps.default_workers(bench, context, available=int(10 * per_worker / 0.8)) == 6
     bench.device = torch.device("cuda")
     assert sweeps.default_workers(bench, context, available=1 << 50) == 1  # one GPU, one worker
+
+
+@pytest.mark.parametrize("cores, workers, threads", [(2, None, 1), (2, 1, 2), (8, 3, 2), (2, 4, 1), (None, None, 1)])
+def test_threads_per_worker_shares_the_cores(monkeypatch, cores, workers, threads):
+    """Local workers together use each core once (default: one single-threaded worker per core);
+    more workers than cores still get one thread each."""
+    from breadcrumbs_lib.study import sweeps
+
+    monkeypatch.setattr(sweeps.os, "cpu_count", lambda: cores)
+    assert sweeps.threads_per_worker(workers) == threads

@@ -283,6 +283,13 @@ def default_workers(bench: AnyWorkbench, context: SweepContext, available: int |
     return max(1, min(os.cpu_count() or 1, int(0.8 * available) // per_worker))
 
 
+def threads_per_worker(workers: int | None = None) -> int:
+    """The torch / numba threads each of ``workers`` local processes (default: one per core) gets,
+    so that together they use every core once."""
+    cores = os.cpu_count() or 1
+    return max(1, cores // (workers or cores))
+
+
 def local_processes(workers: int | None = None) -> ProcessPoolExecutor:
     """A pool of ``workers`` fresh ("spawn") local processes (default: one per core) that leave
     Ctrl-C to the process that made them and exit when it dies, even by SIGKILL."""
@@ -339,7 +346,7 @@ def _executor_for(executor: Executor | None, workers: int, context: SweepContext
         return
     pool = local_processes(workers)
     try:
-        yield pool, replace(context, threads=max(1, (os.cpu_count() or 1) // workers))
+        yield pool, replace(context, threads=threads_per_worker(workers))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -36,6 +36,7 @@ from ..study.sweeps import (
     run_identity,
     run_selection_sweep,
     run_sweep,
+    threads_per_worker,
 )
 from ..worlds.presets import Preset, get_preset
 from ..worlds.workbench import AnyWorkbench
@@ -66,9 +67,7 @@ class Notebook:
     def context(self, size: str | None = None, *, preset: Preset | None = None) -> SweepContext:
         """The sweep context of this run (for another model ``size``, or another world of the
         same run such as the many-task one, ``preset``, if given)."""
-        threads = None
-        if self.executor == "processes":
-            threads = max(1, (os.cpu_count() or 1) // (self.workers or os.cpu_count() or 1))
+        threads = threads_per_worker(self.workers) if self.executor == "processes" else None
         return SweepContext(preset or get_preset(self.preset), size or self.size, seed=self.seed,
                             cache_dir=str(self.cache_dir), threads=threads, data_root=self.data_root,
                             finetuned_dir=self.finetuned_dir, weights=tuple(sorted(self.weights.items())),
