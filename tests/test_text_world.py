@@ -79,6 +79,27 @@ def test_topic_labels_name_the_area_of_both_sentences():
     assert len(set(examples.texts)) == len(examples.texts)  # distinct pairs
 
 
+def _is_span(part: list[str], words: list[str]) -> bool:
+    return any(words[i:i + len(part)] == part for i in range(len(words) - len(part) + 1))
+
+
+def test_entailment_labels_follow_from_premise_and_hypothesis():
+    """yes: a span of the premise; no: that span with "not" put after one of its words but the
+    last; maybe: a span of another sentence of the premise's area."""
+    examples = text_examples("entailment", "test", 30, seed=0)
+    pools = sentence_pools(0)["test"]
+    for text, label in zip(examples.texts, examples.labels):
+        premise, hypothesis = text.split(" does it say that ")
+        words, span = premise.rstrip(".").split(), hypothesis.split()
+        area = next(sentences for sentences in pools.values() if premise in sentences)
+        if label == 0:
+            assert _is_span(span, words)
+        elif label == 1:
+            assert any(span[i] == "not" and _is_span(span[:i] + span[i + 1:], words) for i in range(1, len(span) - 1))
+        else:
+            assert any(_is_span(span, other.rstrip(".").split()) for other in area if other != premise)
+
+
 def test_unknown_task_and_too_many_examples_are_named():
     with pytest.raises(ValueError, match="unknown text task 'poetry'"):
         text_examples("poetry", "train", 1, seed=0)

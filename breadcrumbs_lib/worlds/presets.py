@@ -154,7 +154,8 @@ TEXT = Preset(
     # class, each seen 2.6 (topic) to 6.4 (paraphrase) times in 400 steps; topic's smallest pool, the
     # "text" area's 171 training sentences, makes 14,535 pairs (its 43 val and 71 test ones 903, 2,485)
     finetune=OptimConfig(steps=400, batch_size=64, lr=1e-3, weight_decay=0.1, warmup_steps=40),
-    split_sizes={"train": 2000, "val": 40, "test": 60},  # per class
+    # per class; 200 test prompts (2,600 in all) so that the paired bootstrap can tell a 3-point gap
+    split_sizes={"train": 2000, "val": 40, "test": 200},
     pretraining=TextPretraining(),
     world="text",
 )
