@@ -10,7 +10,7 @@ from helpers import finetune_of, small_model
 from hypothesis import given
 from hypothesis import strategies as st
 
-from breadcrumbs_lib import TaskVector, breadcrumbs_mask, reference_breadcrumbs_mask
+from breadcrumbs_lib import TaskVector, breadcrumbs_mask, reference_breadcrumbs_mask, save_state_dict
 from breadcrumbs_lib.core.task_vectors import iter_task_vectors, sum_task_vectors
 
 
@@ -31,6 +31,18 @@ def test_delta_is_finetuned_minus_base_in_float32():
     assert set(tau) == {"layer.weight", "layer.bias", "norm.weight", "logit_scale"}  # no integer buffer
     assert all(delta.dtype == torch.float32 for delta in tau.values())
     assert torch.equal(tau["layer.bias"], finetune_of(base, 1)["layer.bias"] - base["layer.bias"])
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_task_vector_from_checkpoint_files_equals_the_one_from_state_dicts(tmp_path, suffix):
+    base, finetuned = small_model(0), finetune_of(small_model(0), 1)
+    paths = [tmp_path / f"{name}{suffix}" for name in ("base", "finetuned")]
+    for path, weights in zip(paths, (base, finetuned)):
+        save_state_dict(weights, path) if suffix == ".safetensors" else torch.save(weights, path)
+    from_files = TaskVector.from_checkpoints(str(paths[0]), str(paths[1]))
+    from_dicts = TaskVector.from_state_dicts(base, finetuned)
+    assert set(from_files) == set(from_dicts)
+    assert all(torch.equal(from_files[key], from_dicts[key]) for key in from_dicts)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
