@@ -134,8 +134,18 @@ def test_the_sampled_fisher_estimates_the_expectation_over_the_models_labels():
 def test_too_little_data_and_zero_examples_are_errors():
     with pytest.raises(ValueError, match="has only 3"):
         diagonal_fisher(_Tiny(), _split(3), FisherConfig(examples=4))
+    with pytest.raises(ValueError, match="has only 0"):
+        diagonal_fisher(_Tiny(), _split(0), FisherConfig(examples=1))  # a task without data
     with pytest.raises(ValueError, match="at least one example"):
         FisherConfig(examples=0)
+
+
+def test_a_model_that_does_not_match_the_base_is_named():
+    base = small_model(0)
+    other = {**finetune_of(base, 1), "layer.weight": torch.zeros(7, 5)}
+    fishers = [{k: torch.ones_like(v) for k, v in base.items() if v.is_floating_point()}] * 2
+    with pytest.raises(ValueError, match=r"fine-tuned model #1: shape mismatch for 'layer.weight': \(7, 5\)"):
+        merge(base, [finetune_of(base, 2), other], "fisher", fishers=fishers)
 
 
 def test_the_subset_merger_takes_the_fishers_from_its_provider():

@@ -4,6 +4,9 @@ disjoint splits; its presets; the checkpoints of the sequence study."""
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -27,11 +30,25 @@ def test_the_tasks_partition_the_pool():
         assert definition.num_classes == mt.CLASSES_PER_TASK and all("{}" in t for t in definition.templates)
 
 
-def test_the_cut_is_deterministic_in_the_seed():
-    assert mini_task("glyphs-007", 0).classnames == mt.many_task("glyphs-007", 0).classnames
-    first = [mini_task(t, 0).classnames for t in mt.many_task_names(5)]
-    other = [mini_task(t, 1).classnames for t in mt.many_task_names(5)]
-    assert first != other
+_CUT_AND_IMAGES = """
+import hashlib, json
+from breadcrumbs_lib.worlds.mini import many_tasks as mt
+from breadcrumbs_lib.worlds.mini.tasks import generate
+tasks = [mt.many_task(name, 0) for name in mt.many_task_names(5)]
+images = [hashlib.sha256(generate(task, "train", 2, seed=0)[0].tobytes()).hexdigest() for task in tasks]
+print(json.dumps([[list(task.classnames) for task in tasks], images]))
+"""
+
+
+def test_the_cut_and_its_images_are_deterministic_in_the_seed():
+    """A fresh process (the glyph pool scanned from the fonts again, no cache) makes the same five
+    tasks, with the same classes and images, as this one; another seed cuts the pool differently."""
+    names = mt.many_task_names(5)
+    here = [[list(mini_task(t, 0).classnames) for t in names],
+            [hashlib.sha256(generate(mini_task(t, 0), "train", 2, seed=0)[0].tobytes()).hexdigest() for t in names]]
+    fresh = subprocess.run([sys.executable, "-c", _CUT_AND_IMAGES], capture_output=True, text=True, check=True)
+    assert json.loads(fresh.stdout) == here
+    assert [mini_task(t, 1).classnames for t in names] != [tuple(classes) for classes in here[0]]
 
 
 def test_splits_hold_different_images_and_every_class():
