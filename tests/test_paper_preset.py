@@ -316,7 +316,8 @@ def test_a_listed_image_that_is_not_there_is_named(tmp_path, monkeypatch):
         paper_data.load_split_datasets("RESISC45", tmp_path, seed=0)
 
 
-def test_sun397_takes_its_first_official_partition(tmp_path, monkeypatch):
+@pytest.mark.parametrize("lists", ["Partitions", "."])  # Partitions.zip unpacked into its own folder or SUN397's
+def test_sun397_takes_its_first_official_partition(tmp_path, monkeypatch, lists):
     import dataclasses
 
     import numpy as np
@@ -335,9 +336,9 @@ def test_sun397_takes_its_first_official_partition(tmp_path, monkeypatch):
         for i in range(6):
             Image.fromarray(np.full((8, 8, 3), 10 * k + i, dtype=np.uint8)).save(root / name.strip("/") / f"sun_{k}{i}.jpg")
             lines["Training_01.txt" if i % 2 else "Testing_01.txt"].append(f"{name}/sun_{k}{i}.jpg")
-    (root / "Partitions").mkdir()
+    (root / lists).mkdir(exist_ok=True)
     for file, listed in lines.items():
-        (root / "Partitions" / file).write_text("\n".join(listed) + "\n")
+        (root / lists / file).write_text("\n".join(listed) + "\n")
     monkeypatch.setitem(paper_data.PAPER_TASKS, "SUN397", dataclasses.replace(
         paper_tasks.PAPER_TASKS["SUN397"], num_classes=2, split_sizes=(5, 1, 6)))
     splits, names = paper_data.load_split_datasets("SUN397", tmp_path, seed=0)

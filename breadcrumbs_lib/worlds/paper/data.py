@@ -184,9 +184,13 @@ def load_split_datasets(task: str, data_root: str | Path, seed: int) -> tuple[di
 #: Datasets; the paper's validation share is carved from train, as for every dataset, so its val
 #: file is not read).
 PUBLISHED_SPLITS = {
-    "SUN397": ("Partitions/Training_01.txt", "Partitions/Testing_01.txt"),
+    "SUN397": ("Training_01.txt", "Testing_01.txt"),
     "RESISC45": ("resisc45-train.txt", "resisc45-test.txt"),
 }
+#: Where in the dataset's folder the lists are looked for, in order: ``Partitions.zip`` unpacked
+#: into a ``Partitions/`` folder of its own, or into SUN397's folder itself (where task_vectors'
+#: loader reads them); RESISC45's files sit in its folder.
+SPLIT_LIST_FOLDERS = {"SUN397": ("Partitions", "."), "RESISC45": (".",)}
 
 
 def published_split(task: str, root: Path, full: Dataset) -> tuple[Subset, Subset] | None:
@@ -199,10 +203,11 @@ def published_split(task: str, root: Path, full: Dataset) -> tuple[Subset, Subse
     if task not in PUBLISHED_SPLITS:
         return None
     folder = root / DATASET_FOLDERS[task]
-    files = [folder / name for name in PUBLISHED_SPLITS[task]]
-    if not all(file.is_file() for file in files):
-        missing = ", ".join(str(file) for file in files if not file.is_file())
-        warnings.warn(f"{task}: no published split ({missing}); its train and test splits are a seeded shuffle "
+    candidates = [[folder / place / name for name in PUBLISHED_SPLITS[task]] for place in SPLIT_LIST_FOLDERS[task]]
+    files = next((files for files in candidates if all(file.is_file() for file in files)), None)
+    if files is None:
+        looked = " or ".join(", ".join(str(file) for file in files) for files in candidates)
+        warnings.warn(f"{task}: no published split ({looked}); its train and test splits are a seeded shuffle "
                       f"of all its images into the sizes of the paper's Table 1, not the published partition",
                       stacklevel=3)
         return None
