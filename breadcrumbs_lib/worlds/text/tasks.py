@@ -19,9 +19,9 @@ sentence is ever trained on.
   positive), ``bad`` when every one is negative, ``mixed`` otherwise.
 * ``entailment`` (3): a premise and a hypothesis: a span of the premise (``yes``), that span
   negated, ``not`` put after one of its words (``no``: a contradiction by negation), or a span of
-  another sentence of the same area (``maybe``). (A ``no`` made by
-  swapping one word of the span for a word the premise lacks was not learnt by the tiny T5: 54%
-  fine-tuned on validation against 77% for the negation; docs/presets.md, rows T9 and T13.)
+  another sentence of the same area (``maybe``). (A ``no`` made by swapping one word of the span
+  for a word the premise lacks was not learnt by the tiny T5: 54% fine-tuned on validation against
+  77% for the negation; docs/presets.md, rows T9 and T13.)
 * ``paraphrase`` (2): a sentence and a rewording of it (synonyms, a frame: ``alike``) or a rewording
   of another sentence of the same area (``different``).
 """
