@@ -288,3 +288,57 @@ def test_a_misspelt_model_key_is_named(models, capsys):
     config = _write_config(folder, models=[{"path": "ft0.safetensors", "wieght": 0.5}])
     assert merge_cli.main([str(config), str(folder / "out")]) == 1
     assert "models[0] has unknown key(s) ['wieght']" in capsys.readouterr().err
+
+
+def _torch_folder(folder: Path, state: dict[str, torch.Tensor], layout: str) -> Path:
+    """``state`` saved as one of the torch folder layouts people publish models in."""
+    folder.mkdir()
+    if layout == "pytorch_model.bin":
+        torch.save(state, folder / "pytorch_model.bin")
+    elif layout == "pytorch_model.bin.index.json":  # a sharded torch folder
+        names = sorted(state)
+        shards = {"pytorch_model-00001-of-00002.bin": names[:2], "pytorch_model-00002-of-00002.bin": names[2:]}
+        for file, part in shards.items():
+            torch.save({name: state[name] for name in part}, folder / file)
+        weight_map = {name: file for file, part in shards.items() for name in part}
+        (folder / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    elif layout == "open_clip_pytorch_model.bin":  # open_clip's training checkpoint: the weights beside the run's state
+        torch.save({"epoch": 3, "name": "run", "state_dict": {f"module.{k}": v for k, v in state.items()},
+                    "optimizer": {"state": {}, "param_groups": [{"lr": 1e-5, "params": [0, 1]}]}},
+                   folder / "open_clip_pytorch_model.bin")
+    else:
+        save_state_dict(state, folder / "open_clip_model.safetensors")
+    return folder
+
+
+@pytest.mark.parametrize("layout", ["pytorch_model.bin", "pytorch_model.bin.index.json", "open_clip_pytorch_model.bin",
+                                    "open_clip_model.safetensors"])
+def test_published_folder_layouts_are_read_as_their_weights(models, layout):
+    folder, base, finetuned = models
+    inputs = [ModelInput(_torch_folder(folder / f"m{index}", state, layout)) for index, state in enumerate(finetuned[:2])]
+    plan = plan_merge(folder / "base.safetensors", inputs, "breadcrumbs", {"alpha": 0.4, "beta": 0.85, "gamma": 0.01})
+    out = run_merge(plan, folder / "out", progress=False)
+    plan.close()
+    want = merge(base, finetuned[:2], "breadcrumbs", alpha=0.4, beta=0.85, gamma=0.01)
+    got = read_checkpoint(out)
+    assert set(got) == set(want) and all(torch.equal(got[key], want[key]) for key in want)
+
+
+def test_an_inf_mid_stream_is_named_and_leaves_nothing_behind(models):
+    folder, _, finetuned = models
+    broken = {**finetuned[2], "blocks.0.attn.bias": finetuned[2]["blocks.0.attn.bias"].clone()}
+    broken["blocks.0.attn.bias"][5] = float("-inf")
+    save_state_dict(broken, folder / "ft2.safetensors")
+    with pytest.raises(ValueError, match="ft2.safetensors: tensor 'blocks.0.attn.bias' .* 1 non-finite"):
+        _merge_files(folder, "breadcrumbs", {"alpha": 0.4, "beta": 0.85, "gamma": 0.01})
+    assert not (folder / "out").exists() and _leftovers(folder) == []
+
+
+def test_a_shard_missing_from_an_index_and_a_missing_config_are_named(models, capsys):
+    folder, _, finetuned = models
+    sharded = _torch_folder(folder / "sharded", finetuned[0], "pytorch_model.bin.index.json")
+    (sharded / "pytorch_model-00002-of-00002.bin").unlink()
+    with pytest.raises(FileNotFoundError, match="shard\\(s\\) listed in the index are missing: pytorch_model-00002"):
+        plan_merge(folder / "base.safetensors", [ModelInput(sharded)], "task_arithmetic", {"alpha": 1.0})
+    assert merge_cli.main([str(folder / "nowhere.yaml"), str(folder / "out")]) == 1
+    assert "config not found: " in capsys.readouterr().err and not (folder / "out").exists()
