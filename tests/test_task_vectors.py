@@ -37,8 +37,9 @@ def test_delta_is_finetuned_minus_base_in_float32():
 def test_task_vector_from_checkpoint_files_equals_the_one_from_state_dicts(tmp_path, suffix):
     base, finetuned = small_model(0), finetune_of(small_model(0), 1)
     paths = [tmp_path / f"{name}{suffix}" for name in ("base", "finetuned")]
+    save = save_state_dict if suffix == ".safetensors" else torch.save
     for path, weights in zip(paths, (base, finetuned)):
-        save_state_dict(weights, path) if suffix == ".safetensors" else torch.save(weights, path)
+        save(weights, path)
     from_files = TaskVector.from_checkpoints(str(paths[0]), str(paths[1]))
     from_dicts = TaskVector.from_state_dicts(base, finetuned)
     assert set(from_files) == set(from_dicts)
