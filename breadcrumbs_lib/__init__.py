@@ -6,7 +6,7 @@ Core API:
   task-vector tensor (a full sort), and :func:`breadcrumbs_mask` — the same mask in O(n).
 * :class:`TaskVector` — ``tau = theta' - theta`` in float32, with arithmetic and masking.
 * :func:`merge` — merge fine-tuned models: ``task_arithmetic``, ``breadcrumbs``, ``average``,
-  ``ties``, ``dare``.
+  ``ties``, ``breadcrumbs_ties``, ``dare``, ``fisher``.
 * :func:`load_state_dict` / :func:`save_state_dict` — checked, atomic checkpoint I/O.
 
 The package is layered; each layer imports only the ones above it in this list:
