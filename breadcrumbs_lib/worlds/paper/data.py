@@ -206,7 +206,7 @@ def published_split(task: str, root: Path, full: Dataset) -> tuple[Subset, Subse
     candidates = [[folder / place / name for name in PUBLISHED_SPLITS[task]] for place in SPLIT_LIST_FOLDERS[task]]
     files = next((files for files in candidates if all(file.is_file() for file in files)), None)
     if files is None:
-        looked = " or ".join(", ".join(str(file) for file in files) for files in candidates)
+        looked = " or ".join(", ".join(str(file) for file in lists) for lists in candidates)
         warnings.warn(f"{task}: no published split ({looked}); its train and test splits are a seeded shuffle "
                       f"of all its images into the sizes of the paper's Table 1, not the published partition",
                       stacklevel=3)
