@@ -100,8 +100,3 @@ def _on_device_if_it_fits(images: Tensor, device: torch.device | str) -> Tensor:
     if device.type == "cuda" and images.nbytes > torch.cuda.mem_get_info(device)[0] // 4:
         return images
     return images.to(device)
-
-
-def normalized_accuracy(accuracy: Mapping[str, float], finetuned_accuracy: Mapping[str, float]) -> dict[str, float]:
-    """Per task: merged accuracy / fine-tuned accuracy on the same task (paper, eq. 3)."""
-    return {task: value / finetuned_accuracy[task] for task, value in accuracy.items()}

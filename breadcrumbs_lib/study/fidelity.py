@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from torch import Tensor
 
+from ..core.metrics import normalized_accuracy
 from ..core.task_vectors import TaskVector
 from ..worlds.workbench import WorldEvaluator
 
@@ -85,10 +86,10 @@ def paired_bootstrap(first: Mapping[str, Tensor], second: Mapping[str, Tensor], 
         a, b, f = (np.asarray(values[task], dtype=np.float64) for values in (first, second, finetuned))
         if not a.shape == b.shape == f.shape or a.ndim != 1:
             raise ValueError(f"task {task!r}: per-image results of shapes {a.shape}, {b.shape}, {f.shape} differ")
-        point += (a.mean() - b.mean()) / f.mean()
+        point += normalized_accuracy(a.mean() - b.mean(), f.mean())
         index = rng.integers(0, a.size, size=(resamples, a.size))
         ft = np.maximum(f[index].mean(axis=1), 1.0 / a.size)  # a resample where fine-tuning gets nothing right
-        gaps += (a[index].mean(axis=1) - b[index].mean(axis=1)) / ft
+        gaps += normalized_accuracy(a[index].mean(axis=1) - b[index].mean(axis=1), ft)
     gaps /= len(first)
     tail = (1 - level) / 2
     low, high = np.quantile(gaps, [tail, 1 - tail])

@@ -36,6 +36,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..core.metrics import normalized_accuracy
 from ..paths import OUTPUTS_DIR, output_dir
 from .task_subsets import parse_subset_name, subset_name
 
@@ -283,8 +284,8 @@ def records_for(method: str, hyperparameters: Mapping[str, Any], subset: tuple[s
     key, name = hyperparameters_key(hyperparameters), subset_name(subset)
     records = []
     for (task, split), value in sorted(accuracy.items()):
-        reference = finetuned.get((task, split), 0.0)
-        records.append(Record(method, key, name, task, split, value, value / reference if reference > 0 else math.nan))
+        records.append(Record(method, key, name, task, split, value,
+                              normalized_accuracy(value, finetuned.get((task, split), 0.0))))
     return records
 
 
