@@ -129,6 +129,8 @@ def test_global_granularity_orders_all_entries_at_once(seed, beta, gamma):
     expected = reference_breadcrumbs_mask(flat, beta, gamma)
     assert torch.equal(torch.cat([masks[key].reshape(-1) for key in ordered]), expected)
     assert bool(masks["logit_scale"])  # 0-d: never masked
+    by_definition = tau.breadcrumbs_masks(beta, gamma, granularity="global", backend="reference")
+    assert all(torch.equal(by_definition[key], masks[key]) for key in tau)
     crumbs = tau.breadcrumbs(beta, gamma, granularity="global")
     for key in tau:
         assert torch.equal(crumbs[key], tau[key] * masks[key])

@@ -18,14 +18,13 @@ from numbers import Real
 import torch
 from torch import Tensor
 
-from ._accel import RankBand, add_float32_difference, band_mask, band_masked, float32_difference
+from ._accel import add_float32_difference, float32_difference
 from .masks import (
     GRANULARITIES,
     breadcrumbs_mask,
     breadcrumbs_masked,
     check_fractions,
     check_granularity,
-    find_breadcrumbs_band,
 )
 from .state_dicts import (
     StateDict,
@@ -179,20 +178,23 @@ class TaskVector(Mapping[str, Tensor]):
         return merged
 
     # ----------------------------------------------------------------------------- masking
-    def breadcrumbs_masks(self, beta: float, gamma: float, granularity: str = "tensor") -> dict[str, Tensor]:
-        """Keep-masks of Model Breadcrumbs for every tensor (see :func:`breadcrumbs_mask`).
+    def breadcrumbs_masks(self, beta: float, gamma: float, granularity: str = "tensor", *,
+                          backend: str = "auto") -> dict[str, Tensor]:
+        """Keep-masks of Model Breadcrumbs for every tensor (see :func:`breadcrumbs_mask`, whose
+        ``backend`` this takes).
 
         ``granularity="global"`` orders all entries of the task vector at once (0-d tensors
         excluded and never masked); ties are broken by position in the concatenation of the
-        tensors in key order, each flattened.
+        tensors in key order, each flattened: the mask of that concatenation as one row.
         """
         check_granularity(granularity, GRANULARITIES)
         if granularity != "global":
-            return {key: breadcrumbs_mask(delta, beta, gamma, granularity) for key, delta in self.items()}
-        ordered, values, band = self._global_band(beta, gamma)
-        keep = band_mask(values, band).reshape(-1).split([self[key].numel() for key in ordered])
+            return {key: breadcrumbs_mask(delta, beta, gamma, granularity, backend=backend) for key, delta in self.items()}
+        ordered, values = self._concatenation(beta, gamma)
+        keep = breadcrumbs_mask(values, beta, gamma, "row", backend=backend).reshape(-1)
         masks = {key: torch.ones_like(delta, dtype=torch.bool) for key, delta in self.items()}
-        masks.update({key: part.reshape(self[key].shape) for key, part in zip(ordered, keep)})
+        masks.update({key: part.reshape(self[key].shape)
+                      for key, part in zip(ordered, keep.split([self[key].numel() for key in ordered]))})
         return masks
 
     def masked(self, masks: Mapping[str, Tensor]) -> TaskVector:
@@ -213,8 +215,8 @@ class TaskVector(Mapping[str, Tensor]):
                 key: breadcrumbs_masked(delta, beta, gamma, granularity, inplace=inplace)
                 for key, delta in self.items()
             })
-        ordered, values, band = self._global_band(beta, gamma)
-        masked = band_masked(values, band, out=values).reshape(-1)  # values is a fresh concatenation
+        ordered, values = self._concatenation(beta, gamma)
+        masked = breadcrumbs_masked(values, beta, gamma, "row", inplace=True).reshape(-1)  # a fresh concatenation
         parts = dict(zip(ordered, masked.split([self[key].numel() for key in ordered])))
         if inplace:
             for key, part in parts.items():
@@ -224,14 +226,13 @@ class TaskVector(Mapping[str, Tensor]):
             key: parts[key].reshape(delta.shape) if key in parts else delta.clone() for key, delta in self.items()
         })
 
-    def _global_band(self, beta: float, gamma: float) -> tuple[list[str], Tensor, RankBand]:
-        """All non-0-d entries in key order, concatenated into a new ``(1, N)`` group, and its
-        Breadcrumbs band."""
+    def _concatenation(self, beta: float, gamma: float) -> tuple[list[str], Tensor]:
+        """The keys of the non-0-d tensors, in order, and all their entries concatenated into a
+        new float32 ``(1, N)`` row: the one group of ``granularity="global"``."""
         check_fractions(beta, gamma)
         ordered = [key for key, delta in self.items() if delta.dim() > 0]
-        values = torch.cat([self[key].reshape(-1) for key in ordered]) if ordered else torch.zeros(0)
-        values = values.reshape(1, -1)
-        return ordered, values, find_breadcrumbs_band(values, beta, gamma)
+        values = torch.cat([self[key].reshape(-1).to(torch.float32) for key in ordered]) if ordered else torch.zeros(0)
+        return ordered, values.reshape(1, -1)
 
     # ----------------------------------------------------------------------------- checks
     def _check_compatible(self, other: object) -> None:
