@@ -23,7 +23,6 @@ from .masks import (
     GRANULARITIES,
     breadcrumbs_mask,
     breadcrumbs_masked,
-    check_fractions,
     check_granularity,
 )
 from .state_dicts import (
@@ -190,7 +189,7 @@ class TaskVector(Mapping[str, Tensor]):
         check_granularity(granularity, GRANULARITIES)
         if granularity != "global":
             return {key: breadcrumbs_mask(delta, beta, gamma, granularity, backend=backend) for key, delta in self.items()}
-        ordered, values = self._concatenation(beta, gamma)
+        ordered, values = self._concatenation()
         keep = breadcrumbs_mask(values, beta, gamma, "row", backend=backend).reshape(-1)
         masks = {key: torch.ones_like(delta, dtype=torch.bool) for key, delta in self.items()}
         masks.update({key: part.reshape(self[key].shape)
@@ -215,7 +214,7 @@ class TaskVector(Mapping[str, Tensor]):
                 key: breadcrumbs_masked(delta, beta, gamma, granularity, inplace=inplace)
                 for key, delta in self.items()
             })
-        ordered, values = self._concatenation(beta, gamma)
+        ordered, values = self._concatenation()
         masked = breadcrumbs_masked(values, beta, gamma, "row", inplace=True).reshape(-1)  # a fresh concatenation
         parts = dict(zip(ordered, masked.split([self[key].numel() for key in ordered])))
         if inplace:
@@ -226,12 +225,11 @@ class TaskVector(Mapping[str, Tensor]):
             key: parts[key].reshape(delta.shape) if key in parts else delta.clone() for key, delta in self.items()
         })
 
-    def _concatenation(self, beta: float, gamma: float) -> tuple[list[str], Tensor]:
+    def _concatenation(self) -> tuple[list[str], Tensor]:
         """The keys of the non-0-d tensors, in order, and all their entries concatenated into a
-        new float32 ``(1, N)`` row: the one group of ``granularity="global"``."""
-        check_fractions(beta, gamma)
+        new ``(1, N)`` row: the one group of ``granularity="global"``."""
         ordered = [key for key, delta in self.items() if delta.dim() > 0]
-        values = torch.cat([self[key].reshape(-1).to(torch.float32) for key in ordered]) if ordered else torch.zeros(0)
+        values = torch.cat([self[key].reshape(-1) for key in ordered]) if ordered else torch.zeros(0)
         return ordered, values.reshape(1, -1)
 
     # ----------------------------------------------------------------------------- checks

@@ -38,7 +38,7 @@ def relative_norms(base: Mapping[str, Tensor], vectors: Mapping[str, TaskVector]
 def retention(evaluator: WorldEvaluator, base: Mapping[str, Tensor], vectors: Mapping[str, TaskVector],
               *, beta: float = 0.85, gamma: float = 0.01) -> pd.DataFrame:
     """One row per task: ``finetuned`` accuracy of ``theta + tau_t``, ``breadcrumb`` accuracy of
-    ``theta + m_t(beta, gamma) * tau_t`` (alpha 1, the task alone), ``retention`` (their ratio)
+    ``theta + m_t(beta, gamma) * tau_t`` (alpha 1, the task alone), ``retention`` (their ratio: eq. 3 of the breadcrumb alone)
     and ``relative_norm`` (``||tau_t|| / ||theta||``), on ``evaluator``'s splits."""
     norms = relative_norms(base, vectors)
     rows = []
@@ -46,7 +46,7 @@ def retention(evaluator: WorldEvaluator, base: Mapping[str, Tensor], vectors: Ma
         finetuned = evaluator.evaluate(vector.apply_to(base, 1.0), [task])[task]
         breadcrumb = evaluator.evaluate(vector.breadcrumbs(beta, gamma).apply_to(base, 1.0), [task])[task]
         rows.append({"task": task, "finetuned": finetuned, "breadcrumb": breadcrumb,
-                     "retention": breadcrumb / finetuned if finetuned else float("nan"), "relative_norm": norms[task]})
+                     "retention": normalized_accuracy(breadcrumb, finetuned), "relative_norm": norms[task]})
     return pd.DataFrame(rows)
 
 
