@@ -148,7 +148,7 @@ def test_killed_in_the_middle_then_resumed_equals_an_uninterrupted_run(cache, re
 
 POOL_SCRIPT = """
 import os, signal, sys
-from breadcrumbs_lib.study.sweeps import local_processes
+from breadcrumbs_lib.study.executors import local_processes
 if __name__ == "__main__":
     pool = local_processes(1)
     print(pool.submit(os.getpid).result(), flush=True)
@@ -210,27 +210,49 @@ def test_the_default_worker_count_follows_from_the_memory_available(monkeypatch)
     vectors: the count is what fits in 80% of the memory available, at most one per core."""
     from types import SimpleNamespace
 
-    from breadcrumbs_lib.study import sweeps
+    from breadcrumbs_lib.study import executors
 
     base = {"w": torch.zeros(1 << 20)}  # 4 MiB
     bench = SimpleNamespace(device=torch.device("cpu"), base=base, finetuned={f"t{i}": base for i in range(8)}, fishers={})
     context = SimpleNamespace(cache_bytes=8 << 20)
     per_worker = (1 + 8 + 3) * (4 << 20) + (8 << 20)  # 56 MiB
-    monkeypatch.setattr(sweeps.os, "cpu_count", lambda: 64)
-    assert sweeps.default_workers(bench, context, available=int(10 * per_worker / 0.8)) == 10
-    assert sweeps.default_workers(bench, context, available=per_worker // 2) == 1  # at least one
-    assert sweeps.default_workers(bench, context, available=1 << 50) == 64  # at most one per core
+    monkeypatch.setattr(executors.os, "cpu_count", lambda: 64)
+    assert executors.default_workers(bench, context, available=int(10 * per_worker / 0.8)) == 10
+    assert executors.default_workers(bench, context, available=per_worker // 2) == 1  # at least one
+    assert executors.default_workers(bench, context, available=1 << 50) == 64  # at most one per core
     bench.fishers = dict(bench.finetuned)  # Fisher merging's inputs are held too
-    assert sweeps.default_workers(bench, context, available=int(10 * per_worker / 0.8)) == 6
+    assert executors.default_workers(bench, context, available=int(10 * per_worker / 0.8)) == 6
     bench.device = torch.device("cuda")
-    assert sweeps.default_workers(bench, context, available=1 << 50) == 1  # one GPU, one worker
+    assert executors.default_workers(bench, context, available=1 << 50) == 1  # one GPU, one worker
 
 
 @pytest.mark.parametrize("cores, workers, threads", [(2, None, 1), (2, 1, 2), (8, 3, 2), (2, 4, 1), (None, None, 1)])
 def test_threads_per_worker_shares_the_cores(monkeypatch, cores, workers, threads):
     """Local workers together use each core once (default: one single-threaded worker per core);
     more workers than cores still get one thread each."""
-    from breadcrumbs_lib.study import sweeps
+    from breadcrumbs_lib.study import executors
 
-    monkeypatch.setattr(sweeps.os, "cpu_count", lambda: cores)
-    assert sweeps.threads_per_worker(workers) == threads
+    monkeypatch.setattr(executors.os, "cpu_count", lambda: cores)
+    assert executors.threads_per_worker(workers) == threads
+
+
+def test_checkpoint_digests_are_computed_once_per_workbench_object(monkeypatch):
+    """Every sweep of a notebook identifies its run by the checkpoints' digests: they are hashed
+    once for a workbench object, again for another object (even with equal weights), and the
+    caller's copy of the digests cannot change the memo."""
+    from types import SimpleNamespace
+
+    from breadcrumbs_lib.study import run_identity as identity
+
+    hashed = []
+    monkeypatch.setattr(identity, "state_dict_digest", lambda state: hashed.append(state) or f"d{len(hashed)}")
+    identity._digests.cache_clear()
+    weights = {"w": torch.zeros(2)}
+    bench = SimpleNamespace(base=weights, finetuned={"a": weights, "b": weights})
+    base, finetuned = identity.checkpoint_digests(bench)
+    assert (base, finetuned) == ("d1", {"a": "d2", "b": "d3"})
+    finetuned["a"] = "changed"
+    assert identity.checkpoint_digests(bench) == ("d1", {"a": "d2", "b": "d3"}) and len(hashed) == 3
+    other = SimpleNamespace(base=weights, finetuned={"a": weights, "b": weights})
+    assert identity.checkpoint_digests(other) == ("d4", {"a": "d5", "b": "d6"})
+    identity._digests.cache_clear()

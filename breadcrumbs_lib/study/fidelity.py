@@ -123,19 +123,30 @@ RETENTION_FLOOR = 0.95
 GAP_FLOOR = 0.03  # Breadcrumbs (tuned) at least 3 points ahead of task arithmetic
 HALF_WIDTH_CEILING = 0.015
 
+def _ahead(name: str, paper: str, measure: str) -> Claim:
+    """The claim that the signed difference ``measure`` (shown in points) is positive."""
+    return Claim(name, paper, measure, lambda m: m[measure] > 0, (measure,), "points")
+
+
+def _retention(paper: str) -> Claim:
+    return Claim("one 85% breadcrumb alone keeps >= 95% of its task", paper,
+                 "retention", lambda m: m["retention"] >= RETENTION_FLOOR, ("retention",))
+
+
+def _interference(n_tasks: int, paper: str) -> Claim:
+    return Claim(f"{n_tasks} tasks: task arithmetic < 95% normalized (interference exists)", paper,
+                 "task_arithmetic", lambda m: m["task_arithmetic"] < TA_CEILING, ("task_arithmetic",))
+
+
 CLAIMS: tuple[Claim, ...] = (
-    Claim("one 85% breadcrumb alone keeps >= 95% of its task", "regime of large models (DARE: ~0 loss at 90%)",
-          "retention", lambda m: m["retention"] >= RETENTION_FLOOR, ("retention",)),
+    _retention("regime of large models (DARE: ~0 loss at 90%)"),
     Claim("8 tasks: Breadcrumbs (tuned on val) - task arithmetic >= 3 points", "+7.7 (83.0 vs 75.3)",
           "gap_tuned", lambda m: m["gap_tuned"] >= GAP_FLOOR, ("gap_tuned",), "points"),
-    Claim("8 tasks: Breadcrumbs at 85% (alpha on val) > task arithmetic", "+7.7 (85% is the best setting)",
-          "gap_85", lambda m: m["gap_85"] > 0, ("gap_85",), "points"),
-    Claim("8 tasks: TIES > task arithmetic", "field, ViT-B/32: 72.2 vs 68.0 (absolute)",
-          "gap_ties", lambda m: m["gap_ties"] > 0, ("gap_ties",), "points"),
-    Claim("the gap grows with the number of tasks (8 vs 2, Fig. 2)", "grows to +8.3 at 8 tasks",
-          "gap_growth", lambda m: m["gap_growth"] > 0, ("gap_growth",), "points"),
-    Claim("validation-free: tuned on the first task, Breadcrumbs ahead at 8 tasks (Fig. 3)", "Breadcrumbs ahead",
-          "validation_free_gap", lambda m: m["validation_free_gap"] > 0, ("validation_free_gap",), "points"),
+    _ahead("8 tasks: Breadcrumbs at 85% (alpha on val) > task arithmetic", "+7.7 (85% is the best setting)", "gap_85"),
+    _ahead("8 tasks: TIES > task arithmetic", "field, ViT-B/32: 72.2 vs 68.0 (absolute)", "gap_ties"),
+    _ahead("the gap grows with the number of tasks (8 vs 2, Fig. 2)", "grows to +8.3 at 8 tasks", "gap_growth"),
+    _ahead("validation-free: tuned on the first task, Breadcrumbs ahead at 8 tasks (Fig. 3)", "Breadcrumbs ahead",
+           "validation_free_gap"),
     Claim("scale: both methods improve B-32 < B-16 < L-14 at 8 tasks (Fig. 4)", "both improve with size",
           "scale_steps", lambda m: m["scale_steps"] == 4, ("scale_steps",), "steps"),
     Claim("zero-shot mean in [2 x chance, 70%]", "48.1 (ViT-B/32)",
@@ -144,8 +155,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("fine-tuned mean >= 90% and >= zero-shot + 25 points", "90.5 (ViT-B/32)",
           "finetuned", lambda m: m["finetuned"] >= FINETUNED_FLOOR and m["finetuned"] >= m["zero_shot"] + FINETUNED_LEAD,
           ("finetuned", "zero_shot")),
-    Claim("8 tasks: task arithmetic < 95% normalized (interference exists)", "75.3",
-          "task_arithmetic", lambda m: m["task_arithmetic"] < TA_CEILING, ("task_arithmetic",)),
+    _interference(8, "75.3"),
     Claim("95% bootstrap interval of the 8-task gap narrower than +-1.5 points", "-",
           "gap_half_width", lambda m: m["gap_half_width"] < HALF_WIDTH_CEILING, ("gap_half_width",)),
 )
@@ -156,26 +166,18 @@ TEXT_CHANCE_LEAD = 0.10  # text: zero-shot at least 10 points above chance (two-
 #: The same findings for the text world (notebook 10): four tasks instead of eight. The reference
 #: text of the paper does not give its T5 figures, only that its conclusions hold on language.
 TEXT_CLAIMS: tuple[Claim, ...] = (
-    Claim("one 85% breadcrumb alone keeps >= 95% of its task", "regime of large models (DARE, TIES: T5 too)",
-          "retention", lambda m: m["retention"] >= RETENTION_FLOOR, ("retention",)),
-    Claim("4 tasks: Breadcrumbs (tuned on val) > task arithmetic", "holds on T5 (no figure in the text)",
-          "gap_tuned", lambda m: m["gap_tuned"] > 0, ("gap_tuned",), "points"),
-    Claim("4 tasks: that lead beyond noise (paired bootstrap 95% interval, its lower end > 0)", "-",
-          "gap_low", lambda m: m["gap_low"] > 0, ("gap_low",), "points"),
-    Claim("4 tasks: Breadcrumbs at 85% (alpha on val) > task arithmetic", "-",
-          "gap_85", lambda m: m["gap_85"] > 0, ("gap_85",), "points"),
-    Claim("4 tasks: TIES > task arithmetic", "field: TIES ahead on T5",
-          "gap_ties", lambda m: m["gap_ties"] > 0, ("gap_ties",), "points"),
-    Claim("the gap grows with the number of tasks (4 vs 2)", "-",
-          "gap_growth", lambda m: m["gap_growth"] > 0, ("gap_growth",), "points"),
-    Claim("validation-free: tuned on the first task, Breadcrumbs ahead at 4 tasks", "-",
-          "validation_free_gap", lambda m: m["validation_free_gap"] > 0, ("validation_free_gap",), "points"),
+    _retention("regime of large models (DARE, TIES: T5 too)"),
+    _ahead("4 tasks: Breadcrumbs (tuned on val) > task arithmetic", "holds on T5 (no figure in the text)", "gap_tuned"),
+    _ahead("4 tasks: that lead beyond noise (paired bootstrap 95% interval, its lower end > 0)", "-", "gap_low"),
+    _ahead("4 tasks: Breadcrumbs at 85% (alpha on val) > task arithmetic", "-", "gap_85"),
+    _ahead("4 tasks: TIES > task arithmetic", "field: TIES ahead on T5", "gap_ties"),
+    _ahead("the gap grows with the number of tasks (4 vs 2)", "-", "gap_growth"),
+    _ahead("validation-free: tuned on the first task, Breadcrumbs ahead at 4 tasks", "-", "validation_free_gap"),
     Claim("zero-shot (prompted) >= chance + 10 points", "-",
           "zero_shot", lambda m: m["zero_shot"] >= m["chance"] + TEXT_CHANCE_LEAD, ("zero_shot", "chance")),
     Claim("fine-tuned >= zero-shot + 25 points", "-",
           "finetuned", lambda m: m["finetuned"] >= m["zero_shot"] + FINETUNED_LEAD, ("finetuned", "zero_shot")),
-    Claim("4 tasks: task arithmetic < 95% normalized (interference exists)", "-",
-          "task_arithmetic", lambda m: m["task_arithmetic"] < TA_CEILING, ("task_arithmetic",)),
+    _interference(4, "-"),
 )
 
 

@@ -28,8 +28,9 @@ from ..paths import DEFAULT_CACHE_DIR
 from ..worlds.prepare import prepare
 from ..worlds.presets import Preset
 from ..worlds.workbench import AnyWorkbench
+from .results_store import hyperparameters_key
 from .subset_merging import DEFAULT_CACHE_BYTES, SubsetMerger
-from .task_subsets import Subset
+from .task_subsets import Subset, subset_name
 
 ZERO_SHOT = "zeroshot"  # the foundation model itself: empty subset
 FINETUNED = "finetuned"  # one task's fine-tuned model: subset = (task,)
@@ -89,6 +90,12 @@ class Unit:
     @property
     def settings(self) -> dict[str, Any]:
         return dict(self.hyperparameters)
+
+    def record_keys(self) -> set[tuple[str, str, str, str, str]]:
+        """The store keys ``(method, hyperparameters, subset, scored task, split)`` of this unit's
+        records: when all are stored, the unit is done."""
+        key, name = hyperparameters_key(self.settings), subset_name(self.subset)
+        return {(self.method, key, name, task, split) for task in self.scored for split in self.splits}
 
 
 @dataclass

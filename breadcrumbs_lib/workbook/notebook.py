@@ -28,16 +28,10 @@ from ..paths import DEFAULT_CACHE_DIR, OUTPUTS_DIR, output_dir
 from ..study import fidelity_study
 from ..study.results_store import ResultsStore, default_store_path
 from ..study.sweep_units import SweepContext, workbench_for
-from ..study.sweeps import (
-    InlineExecutor,
-    Sweep,
-    dask_executor,
-    local_processes,
-    run_identity,
-    run_selection_sweep,
-    run_sweep,
-    threads_per_worker,
-)
+from ..study.executors import InlineExecutor, dask_executor, local_processes, threads_per_worker
+from ..study.run_identity import run_identity
+from ..study.sweep_spec import Sweep
+from ..study.sweeps import run_selection_sweep, run_sweep
 from ..worlds.presets import Preset, get_preset
 from ..worlds.workbench import AnyWorkbench
 
