@@ -20,7 +20,11 @@ mergekit orders equal magnitudes by ``torch.sort``, this library by position), a
 are full of equal magnitudes.
 
     .venv/bin/python benchmarks/bench_cli.py [--size L-14] [--models 8] [--repeats 2]
-        [--workdir /tmp/bench-cli] [--mergekit PATH/TO/mergekit-yaml] [--keep]
+        [--workdir /tmp/bench-cli] [--mergekit PATH/TO/mergekit-yaml] [--global] [--keep]
+
+``--global`` also times ``breadcrumbs-merge`` with TIES as its authors' code orders it (density
+0.15, one ordering over each whole task vector: ``granularity: global``), which reads the inputs
+twice more to locate each model's band; mergekit has no such mode (its TIES trims per tensor).
 
 mergekit is not a dependency of the workbook: install it in an environment of its own (for
 example ``python -m venv mk && mk/bin/pip install mergekit``) and pass its ``mergekit-yaml``;
@@ -96,6 +100,8 @@ def write_configs(folder: Path, base: Path, models: list[Path]) -> tuple[Path, P
                          for path in models],
               "parameters": {"lambda": ALPHA, "normalize": False, "rescale": False},
               "dtype": "float32", "out_dtype": "bfloat16"}
+    global_ties = {**ours, "method": "ties", "parameters": {"alpha": 1.0, "density": 0.15, "granularity": "global"}}
+    (folder / "breadcrumbs-merge-global-ties.yaml").write_text(yaml.safe_dump(global_ties))
     (folder / "breadcrumbs-merge.yaml").write_text(yaml.safe_dump(ours))
     (folder / "mergekit.yaml").write_text(yaml.safe_dump(theirs))
     return folder / "breadcrumbs-merge.yaml", folder / "mergekit.yaml"
@@ -185,6 +191,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=None, help="where the models are built (default: a temporary folder)")
     parser.add_argument("--mergekit", default=shutil.which("mergekit-yaml"), help="mergekit's mergekit-yaml (default: on PATH)")
+    parser.add_argument("--global", dest="global_ties", action="store_true",
+                        help="also time breadcrumbs-merge with TIES ordered over whole task vectors")
     parser.add_argument("--keep", action="store_true", help="keep the workdir")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-cli-"))
@@ -194,6 +202,10 @@ def main() -> None:
         ours_config, theirs_config = write_configs(workdir, base, models)
         commands = {"breadcrumbs-merge": [sys.executable, "-m", "breadcrumbs_lib.cli.merge", str(ours_config),
                                           str(workdir / "out-breadcrumbs-merge"), "--overwrite", "--no-progress"]}
+        if args.global_ties:
+            commands["breadcrumbs-merge, TIES global"] = [
+                sys.executable, "-m", "breadcrumbs_lib.cli.merge", str(workdir / "breadcrumbs-merge-global-ties.yaml"),
+                str(workdir / "out-global-ties"), "--overwrite", "--no-progress"]
         if args.mergekit:
             commands["mergekit"] = [args.mergekit, str(theirs_config), str(workdir / "out-mergekit"),
                                     "--no-copy-tokenizer", "--quiet", "--no-write-model-card"]

@@ -280,3 +280,30 @@ def test_each_spec_describes_every_hyperparameter_it_accepts(name):
     assert [row.split("`")[1] for row in rows] == list(spec.accepted)
     assert all(h.meaning for h in (*spec.hyperparameters, *COMMON))
     assert all(row.count(" | ") == 2 for row in rows)  # a '|' inside a meaning is escaped
+
+
+MASKED_SETTINGS = {
+    "breadcrumbs": {"alpha": 0.4, "beta": 0.6, "gamma": 0.05},
+    "ties": {"alpha": 0.9, "density": 0.3},
+    "breadcrumbs_ties": {"alpha": 0.7, "beta": 0.5, "gamma": 0.1},
+}
+
+
+@pytest.mark.parametrize("granularity", ["tensor", "row", "global"])
+@pytest.mark.parametrize("name", sorted(MASKED_SETTINGS))
+def test_a_masked_form_is_the_method_itself(name, granularity):
+    """What the streaming merge relies on for global masks: the method's function equals its
+    declared ``combine`` over task vectors masked with the declared ``beta``, ``gamma`` and
+    ``granularity``; and exactly these methods declare one."""
+    from breadcrumbs_lib.core.methods.breadcrumbs import masking
+
+    assert sorted(spec.name for spec in METHODS.values() if spec.masked is not None) == sorted(MASKED_SETTINGS)
+    spec = METHODS[name]
+    base = small_model(0)
+    finetuned = [finetune_of(base, seed) for seed in (1, 2, 3)]
+    settings = spec.complete({**MASKED_SETTINGS[name], "granularity": granularity})
+    form = spec.masked(settings)
+    assert form.granularity == granularity
+    want = merge(base, finetuned, name, **settings)
+    got = form.combine(base, finetuned, settings["alpha"], masking(form.beta, form.gamma, form.granularity))
+    assert all(torch.equal(got[key], want[key]) for key in want)

@@ -155,11 +155,61 @@ def test_key_and_shape_mismatches_stop_before_writing(models):
     assert not (folder / "out").exists()
 
 
+GLOBAL_SETTINGS = [
+    ("ties", {"alpha": 1.0, "density": 0.2}),  # TIES' own ordering: over the whole task vector
+    ("breadcrumbs", {"alpha": 0.4, "beta": 0.85, "gamma": 0.01, "granularity": "global"}),
+    ("breadcrumbs_ties", {"alpha": 0.7, "beta": 0.8, "gamma": 0.05, "granularity": "global"}),
+    ("breadcrumbs", {"alpha": 0.4, "beta": 0.0, "gamma": 0.0, "granularity": "global"}),  # nothing dropped
+]
+
+
+def _in_name_order(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return dict(sorted(state.items()))
+
+
+@pytest.mark.parametrize(("method", "parameters"), GLOBAL_SETTINGS, ids=[f"{m}-{i}" for i, (m, _) in enumerate(GLOBAL_SETTINGS)])
+def test_masks_ordered_over_a_whole_task_vector_stream_too(models, method, parameters):
+    """Global masks need a model's every tensor before the first is masked: two passes locate
+    each model's band, then the merge masks tensor by tensor, equal to the in-memory merge of
+    the state dicts in name order, across shards, with bf16 deltas full of ties."""
+    folder, base, finetuned = models
+    inputs = [ModelInput(folder / f"ft{i}.safetensors", weight=w) for i, w in enumerate((1.0, 0.5, 2.0))]
+    got = read_checkpoint(_merge_files(folder, method, parameters, inputs=inputs, shard_bytes=800))
+    scaled = [_in_name_order({k: (base[k].float() + w * (v.float() - base[k].float())) if w != 1.0 and v.is_floating_point()
+                              else v for k, v in ft.items()}) for ft, w in zip(finetuned, (1.0, 0.5, 2.0))]
+    want = merge(_in_name_order(base), scaled, method, **parameters)
+    assert all(torch.equal(got[key], want[key]) for key in want)
+    if parameters.get("beta", 1.0) > 0:  # the ordering matters: per tensor, the merge differs
+        per_tensor = merge(_in_name_order(base), scaled, method, **{**parameters, "granularity": "tensor"})
+        assert not all(torch.equal(per_tensor[key], want[key]) for key in want)
+
+
+def test_a_global_merge_names_a_non_finite_input_before_writing(models):
+    folder, _, finetuned = models
+    broken = dict(finetuned[2])
+    broken["blocks.1.mlp.weight"] = broken["blocks.1.mlp.weight"].clone()
+    broken["blocks.1.mlp.weight"][0, 1] = float("inf")
+    save_state_dict(broken, folder / "ft2.safetensors")
+    with pytest.raises(ValueError, match="ft2.safetensors: tensor 'blocks.1.mlp.weight' .* 1 non-finite"):
+        _merge_files(folder, "ties", {"alpha": 1.0, "density": 0.2})
+    assert not (folder / "out").exists() and _leftovers(folder) == []
+
+
+def test_the_dry_run_of_a_global_merge_says_it_reads_twice_more(models):
+    folder, _, _ = models
+    plan = plan_merge(folder / "base.safetensors", _inputs(folder), "ties", {"alpha": 1.0, "density": 0.2})
+    try:
+        assert plan.bytes_ordering == 2 * sum(plan.bytes_read_for(name) for name in plan.ordered)
+        assert "granularity 'global'" in plan.describe()
+    finally:
+        plan.close()
+
+
 @pytest.mark.parametrize(("method", "parameters", "message"), [
     ("sparse_magic", {}, "unknown merge method"),
     ("breadcrumbs", {"alpha": 0.3, "beta": 0.85, "gama": 0.01}, "unknown hyperparameter"),
     ("breadcrumbs", {"alpha": 0.3, "beta": 1.2, "gamma": 0.01}, "beta"),
-    ("ties", {"alpha": 1.0, "density": 0.2}, "cannot be merged one tensor at a time: granularity 'global'"),
+    ("ties", {"alpha": 1.0, "density": 1.5}, "density must lie in"),
 ])
 def test_bad_methods_and_settings_are_refused(models, method, parameters, message):
     folder, _, _ = models

@@ -10,6 +10,12 @@ the library's own :func:`breadcrumbs_lib.merge`, called on one-tensor state dict
 is the in-memory merge of the same inputs, bit for bit. Peak memory is a few tensors, whatever
 the models' size.
 
+Masks ordered over a whole task vector (``granularity: global``: TIES' default, and an option
+of Breadcrumbs and Breadcrumbs + TIES) need every tensor of a model before the first can be
+masked: such a merge reads its inputs twice more first, to locate each model's band
+(:mod:`breadcrumbs_lib.core.global_masks`), and then masks each tensor as it comes. The global
+order is the base's tensor names in name order, as in memory for state dicts in that order.
+
 A model's ``weight`` ``w`` scales its task vector before the method sees it: the method merges
 ``theta + w * (theta'_t - theta)`` (float32) in place of ``theta'_t``. The output's floating-point
 tensors take ``dtype`` (by default the base's); the math runs in float32, as in memory.
@@ -36,9 +42,11 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..core.global_masks import BandLocator, GlobalMasker
 from ..core.merging import merge, method_spec
-from ..core.methods.spec import MergeMethod
+from ..core.methods.spec import MaskedForm, MergeMethod
 from ..core.state_dicts import select_keys, update_digest
+from ..core.task_vectors import TaskVector
 from .safetensors_files import DTYPE_NAMES, SafetensorsWriter, TensorSpec, index_record, plan_shards, shard_names
 from .sources import Checkpoint, KeyMap, align_keys, open_checkpoint
 
@@ -96,6 +104,19 @@ class MergePlan:
     def method_settings(self) -> dict[str, Any]:
         return _per_tensor(self.settings)
 
+    @cached_property
+    def global_form(self) -> MaskedForm | None:
+        """The method's :class:`.MaskedForm` when its masks order a whole task vector at once
+        (``granularity="global"``), else ``None``."""
+        spec = method_spec(self.method)
+        form = spec.masked(self.settings) if spec.masked is not None else None
+        return form if form is not None and form.granularity == "global" else None
+
+    @property
+    def ordered(self) -> list[str]:
+        """The tensors a global mask orders, in order: the merged ones that are not 0-d."""
+        return [name for name in self.merged if len(self.layout[name].shape) > 0]
+
     @property
     def dtypes(self) -> list[str]:
         """The output's dtypes, by name."""
@@ -118,6 +139,14 @@ class MergePlan:
     @property
     def bytes_read(self) -> int:
         return sum(self.bytes_read_for(name) for name in self.layout)
+
+    @property
+    def bytes_ordering(self) -> int:
+        """What locating the global bands reads (two passes over the ordered tensors; 0 if none)."""
+        if self.global_form is None:
+            return 0
+        return 2 * sum(self.base.specs[name].nbytes + sum(item.checkpoint.specs[item.keymap.model_name(name)].nbytes
+                                                            for item in self.models) for name in self.ordered)
 
     @property
     def bytes_written(self) -> int:
@@ -150,8 +179,11 @@ class MergePlan:
             f"{_size(self.bytes_written)} in {', '.join(self.files)}"
             + (" with model.safetensors.index.json" if len(self.shards) > 1 else "") + f", and {RECORD}",
             f"memory: about {_size(self.peak_bytes())} at most (one tensor from every input at a time); "
-            f"{_size(self.bytes_read)} read in all",
+            f"{_size(self.bytes_read + self.bytes_ordering)} read in all",
         ]
+        if self.global_form is not None:
+            lines.insert(-2, f"order: the masks rank each model's whole task vector (granularity 'global'): two passes "
+                             f"over the base and the models first ({_size(self.bytes_ordering)}) locate each band")
         return "\n".join(lines)
 
     def close(self) -> None:
@@ -209,10 +241,6 @@ def _check_request(spec: MergeMethod, settings: Mapping[str, Any], models: Seque
                    dtype: torch.dtype | None, shard_bytes: int) -> None:
     """What can be checked before opening a file: the method's fit, weights, inputs, dtype, shard size."""
     method = spec.name
-    reason = spec.whole_vector_reason(settings)
-    if reason:
-        raise ValueError(f"method {method!r} with these settings cannot be merged one tensor at a time: {reason}; "
-                         f"use the in-memory breadcrumbs_lib.merge, or a per-tensor setting")
     if not models:
         raise ValueError("a merge needs at least one fine-tuned model")
     for index, item in enumerate(models):
@@ -258,6 +286,7 @@ def run_merge(plan: MergePlan, out: str | os.PathLike, *, overwrite: bool = Fals
 
 def _write_weights(plan: MergePlan, folder: Path, progress: bool) -> dict[str, str]:
     """Merge and write every tensor; return the digest of each input (as ``state_dict_digest``)."""
+    maskers = _global_maskers(plan, progress) if plan.global_form is not None else None
     digests = {label: hashlib.sha256() for label in _labels(plan)}
     metadata = {"format": "pt", "merge_method": plan.method}
     bar = tqdm(total=plan.bytes_read, unit="B", unit_scale=True, unit_divisor=1024, desc="merging",
@@ -268,7 +297,7 @@ def _write_weights(plan: MergePlan, folder: Path, progress: bool) -> dict[str, s
             writer = SafetensorsWriter(folder / file, shard, metadata)
             try:
                 for name in shard:
-                    writer.write(name, _output_tensor(plan, name, digests))
+                    writer.write(name, _output_tensor(plan, name, digests, maskers))
                     written, written_bytes = written + 1, written_bytes + plan.layout[name].nbytes
                     bar.update(plan.bytes_read_for(name))
                     bar.set_postfix_str(f"{written}/{len(plan.layout)} tensors, {_size(written_bytes)} written",
@@ -285,14 +314,15 @@ def _write_weights(plan: MergePlan, folder: Path, progress: bool) -> dict[str, s
     return {label: digest.hexdigest() for label, digest in digests.items()}
 
 
-def _output_tensor(plan: MergePlan, name: str, digests: Mapping[str, Any]) -> Tensor:
+def _output_tensor(plan: MergePlan, name: str, digests: Mapping[str, Any], maskers: list[GlobalMasker] | None) -> Tensor:
     """The output tensor ``name``: merged, or the base's if carried. Every model's copy is read
-    (and digested) either way; a method input only for merged tensors."""
+    (and digested) either way; a method input only for merged tensors. With ``maskers`` (a
+    global ordering), each model's task vector is masked by its masker, in the plan's order."""
     base = plan.base.read(name)
     update_digest(digests["base"], name, base)
     merged = name in plan._merged
     finetuned, extras = [], {key: [] for key in plan.inputs}
-    for index, (item, weight) in enumerate(zip(plan.models, plan.weights)):
+    for index, item in enumerate(plan.models):
         tensor = item.read(name)
         update_digest(digests[f"model {index}"], item.keymap.model_name(name), tensor)
         if merged:
@@ -305,13 +335,69 @@ def _output_tensor(plan: MergePlan, name: str, digests: Mapping[str, Any]) -> Te
     if not merged:
         return base.to(target)
     theta = base.float()
-    finetuned = [{name: theta + weight * (model[name].float() - theta)} if weight != 1.0 else model
-                 for model, weight in zip(finetuned, plan.weights)]
+    finetuned = _weighted(plan, name, theta, finetuned)
     try:
-        return merge({name: theta}, finetuned, plan.method, **plan.method_settings, **extras)[name].to(target)
+        if maskers is None:
+            return merge({name: theta}, finetuned, plan.method, **plan.method_settings, **extras)[name].to(target)
+        return _globally_masked_merge(plan, name, theta, finetuned, maskers).to(target)
     except ValueError as error:
         _name_non_finite_input(plan, name, base, finetuned, error)
         raise
+
+
+def _weighted(plan: MergePlan, name: str, theta: Tensor, finetuned: list[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
+    """Each model's tensor ``name`` with its task vector scaled by the model's weight:
+    ``theta + w * (theta'_t - theta)`` in float32 (as it is when ``w`` is 1)."""
+    return [{name: theta + weight * (model[name].float() - theta)} if weight != 1.0 else model
+            for model, weight in zip(finetuned, plan.weights)]
+
+
+def _task_vector(theta: Tensor, name: str, model: Mapping[str, Tensor]) -> Tensor:
+    """Tensor ``name`` of a model's task vector, formed as the in-memory merge forms it."""
+    return TaskVector.from_state_dicts({name: theta}, model)[name]
+
+
+def _global_maskers(plan: MergePlan, progress: bool) -> list[GlobalMasker]:
+    """One :class:`.GlobalMasker` per model: its band located by two passes over the ordered
+    tensors (each read once per pass from the base and from every model)."""
+    form = plan.global_form
+    locators = [BandLocator(form.beta, form.gamma) for _ in plan.models]
+    bar = tqdm(total=2 * len(plan.ordered), desc="ordering task vectors", unit="tensor", disable=not progress,
+               dynamic_ncols=True)
+    with bar:
+        for visit in ("count", "refine"):
+            if visit == "refine" and not any(locator.needs_refinement for locator in locators):
+                break
+            for name in plan.ordered:
+                base = plan.base.read(name)
+                theta = base.float()
+                finetuned = _weighted(plan, name, theta, [{name: item.read(name)} for item in plan.models])
+                try:
+                    for locator, model in zip(locators, finetuned):
+                        delta = _task_vector(theta, name, model)
+                        if visit == "count":
+                            locator.count(delta)
+                        else:
+                            locator.refine(delta)
+                except ValueError as error:
+                    _name_non_finite_input(plan, name, base, finetuned, error)
+                    raise
+                bar.update()
+    return [GlobalMasker(locator.band()) for locator in locators]
+
+
+def _globally_masked_merge(plan: MergePlan, name: str, theta: Tensor, finetuned: list[dict[str, Tensor]],
+                           maskers: list[GlobalMasker]) -> Tensor:
+    """The merged tensor ``name`` of a method in :class:`.MaskedForm`: each task vector masked by
+    its model's global band, then combined entry by entry by the method's own ``combine``."""
+    keeps = [masker.keep(_task_vector(theta, name, model)) for masker, model in zip(maskers, finetuned)]
+
+    def masked(index: int, vector: TaskVector) -> TaskVector:
+        vector[name].masked_fill_(~keeps[index], 0.0)
+        return vector
+
+    form = plan.global_form
+    return form.combine({name: theta}, finetuned, plan.settings["alpha"], {"transform": masked})[name]
 
 
 def _name_non_finite_input(plan: MergePlan, name: str, base: Tensor, finetuned: list[dict[str, Tensor]],

@@ -10,7 +10,7 @@ from torch import Tensor
 from ..masks import GRANULARITIES, breadcrumbs_masked, check_fractions, check_granularity
 from ..state_dicts import StateDict, StateDictSource
 from ..task_vectors import sum_task_vectors
-from .spec import Additive, Hyperparameter, MergeMethod, Patterns, whole_vector_when_global
+from .spec import Additive, Hyperparameter, MaskedForm, MergeMethod, Patterns
 from .task_arithmetic import ALPHA
 
 
@@ -36,8 +36,21 @@ def breadcrumbs(
     """
     check_fractions(beta, gamma)
     check_granularity(granularity, GRANULARITIES)
-    total = sum_task_vectors(base, finetuned, include=include, exclude=exclude, **masking(beta, gamma, granularity))
-    return total.apply_to(base, alpha)
+    return masked_sum(base, finetuned, alpha, masking(beta, gamma, granularity), include=include, exclude=exclude)
+
+
+def masked_sum(
+    base: Mapping[str, Tensor],
+    finetuned: Sequence[StateDictSource],
+    alpha: float,
+    mask: Mapping[str, Callable],
+    *,
+    include: Patterns = None,
+    exclude: Patterns = None,
+) -> StateDict:
+    """``theta + alpha * sum_t masked_t``: task arithmetic on the task vectors masked by ``mask``
+    (a :func:`masking` argument)."""
+    return sum_task_vectors(base, finetuned, include=include, exclude=exclude, **mask).apply_to(base, alpha)
 
 
 def masking(beta: float, gamma: float, granularity: str) -> dict[str, Callable]:
@@ -67,6 +80,10 @@ def _check_share(name: str) -> Callable[[object], None]:
     return check
 
 
+def _masked(settings: Mapping[str, Any]) -> MaskedForm:
+    return MaskedForm(float(settings["beta"]), float(settings["gamma"]), settings["granularity"], masked_sum)
+
+
 def _additive(settings: Mapping[str, Any]) -> Additive:
     beta, gamma, granularity = float(settings["beta"]), float(settings["gamma"]), settings["granularity"]
     return Additive(("breadcrumbs", beta, gamma, granularity),
@@ -87,5 +104,5 @@ SPEC = MergeMethod(
     color="tab:orange",
     joint_check=lambda settings: check_fractions(settings["beta"], settings["gamma"]),
     additive=_additive,
-    whole_vector_reason=whole_vector_when_global,
+    masked=_masked,
 )

@@ -9,7 +9,7 @@ from torch import Tensor
 from ..masks import GRANULARITIES, check_fractions, check_granularity
 from ..state_dicts import StateDict, StateDictSource
 from . import breadcrumbs as _breadcrumbs
-from .spec import MergeMethod, Patterns, whole_vector_when_global
+from .spec import MaskedForm, MergeMethod, Patterns
 from .ties import sign_elected_merge
 
 
@@ -49,5 +49,6 @@ SPEC = MergeMethod(
     hyperparameters=_breadcrumbs.SPEC.hyperparameters,
     color="tab:brown",
     joint_check=_breadcrumbs.SPEC.joint_check,
-    whole_vector_reason=whole_vector_when_global,
+    masked=lambda settings: MaskedForm(float(settings["beta"]), float(settings["gamma"]), settings["granularity"],
+                                       sign_elected_merge),
 )

@@ -46,20 +46,24 @@ class Additive:
     alpha: float | None
 
 
+@dataclass(frozen=True)
+class MaskedForm:
+    """A merge that masks each task vector with Breadcrumbs masks, then combines the masked
+    vectors entry by entry: the method's function is ``combine(base, finetuned, alpha, mask,
+    include=..., exclude=...)`` with ``mask = masking(beta, gamma, granularity)`` (see
+    :func:`..methods.breadcrumbs.masking`). Every entry of the merged model then depends on the
+    other models' entries at the same place and on the masks alone, so a streaming merge can
+    bring masks ordered over a whole task vector (``granularity="global"``) to one tensor at a
+    time (:mod:`breadcrumbs_lib.core.global_masks`)."""
+
+    beta: float
+    gamma: float
+    granularity: str
+    combine: Callable[..., StateDict]
+
+
 def _no_joint_check(settings: Mapping[str, Any]) -> None:
     """Most methods have no constraint between their hyperparameters."""
-
-
-def _tensor_by_tensor(settings: Mapping[str, Any]) -> str | None:
-    """Most methods merge each tensor from that tensor's values alone."""
-    return None
-
-
-def whole_vector_when_global(settings: Mapping[str, Any]) -> str | None:
-    """A method whose ``granularity="global"`` orders all of a task vector's entries at once."""
-    if settings.get("granularity") == "global":
-        return "granularity 'global' ranks the entries of all tensors of a task vector together"
-    return None
 
 
 def _pattern_check(value: object) -> None:
@@ -82,8 +86,9 @@ class MergeMethod:
     method (or that setting) has none; ``inputs`` names the data the method needs besides the
     weights, one item per fine-tuned model (Fisher merging's ``fishers``): keyword arguments of
     :func:`..merging.merge` that are not hyperparameters (never swept, never stored);
-    ``whole_vector_reason`` says why a setting cannot merge each tensor from that tensor's values
-    alone (``None``: it can; the streaming merge of :mod:`breadcrumbs_lib.checkpoints` needs it);
+    ``masked`` returns the :class:`MaskedForm` of a complete setting of a method that masks each
+    task vector and combines them entry by entry (the streaming merge of
+    :mod:`breadcrumbs_lib.checkpoints` reads it for masks ordered over a whole task vector);
     ``display_name``, ``color`` and each hyperparameter's ``meaning`` are how the workbook shows it.
     """
 
@@ -95,7 +100,7 @@ class MergeMethod:
     joint_check: Callable[[Mapping[str, Any]], None] = _no_joint_check
     additive: Callable[[Mapping[str, Any]], Additive | None] | None = None
     inputs: tuple[str, ...] = ()
-    whole_vector_reason: Callable[[Mapping[str, Any]], str | None] = _tensor_by_tensor
+    masked: Callable[[Mapping[str, Any]], MaskedForm] | None = None
 
     @property
     def accepted(self) -> tuple[str, ...]:

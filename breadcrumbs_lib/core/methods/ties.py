@@ -11,7 +11,7 @@ from ..masks import GRANULARITIES, check_granularity
 from ..state_dicts import StateDict, StateDictSource
 from ..task_vectors import TaskVector, iter_task_vectors
 from .breadcrumbs import masking
-from .spec import Hyperparameter, MergeMethod, Patterns, whole_vector_when_global
+from .spec import Hyperparameter, MaskedForm, MergeMethod, Patterns
 from .task_arithmetic import ALPHA
 
 
@@ -91,5 +91,5 @@ SPEC = MergeMethod(
                        "the group the trim orders: 'global' (TIES' code), 'tensor', 'row'"),
     ),
     color="tab:green",
-    whole_vector_reason=whole_vector_when_global,
+    masked=lambda settings: MaskedForm(1.0 - settings["density"], 0.0, settings["granularity"], sign_elected_merge),
 )
