@@ -6,9 +6,10 @@ task vector's tensors (each flattened, in key order; 0-d tensors left out and ne
 A task vector too large to hold gets the same mask from its tensors visited in turn, in the same
 order, by two histogram passes and a masking pass:
 
-1. :class:`BandLocator` (or :func:`locate_global_band`, for tensors at hand) finds the two cuts: the largest magnitude dropped from the bottom
-   (rank ``floor(beta * N) - 1``) and the smallest dropped from the top (rank
-   ``N - floor(gamma * N)``), with how many entries lie below each. A non-negative float32 orders
+1. :class:`BandLocator` (or :func:`locate_global_band`, for tensors at hand) finds the two
+   cuts: the largest magnitude dropped from the bottom (rank ``floor(beta * N) - 1``) and the
+   smallest dropped from the top (rank ``N - floor(gamma * N)``), with how many entries lie
+   below each. A non-negative float32 orders
    as its bit pattern does, so the first pass counts the upper 16 bits of every ``|tau|`` and
    the second the lower 16 bits inside the two bins that hold the cuts: exact, O(N), and a few
    hundred KiB of counts whatever N.

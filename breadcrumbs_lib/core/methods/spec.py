@@ -3,8 +3,10 @@ defaults, how it merges subsets incrementally, and how the workbook shows it.
 
 Every part of the package that needs to know about a method reads its :class:`MergeMethod`:
 :func:`..merging.merge` and :func:`..merging.check_hyperparameters` (names, values, defaults),
-the subset merger of sweeps (:attr:`MergeMethod.additive`), the plots (:attr:`MergeMethod.color`)
-and the notebooks, which show a method's settings with :meth:`MergeMethod.describe`.
+the subset merger of sweeps (:attr:`MergeMethod.additive`), the streaming merge of model files
+(:attr:`MergeMethod.masked`, for masks ordered over a whole task vector), the plots
+(:attr:`MergeMethod.color`) and the notebooks, which show a method's settings with
+:meth:`MergeMethod.describe`.
 """
 
 from __future__ import annotations
