@@ -390,9 +390,11 @@ def _globally_masked_merge(plan: MergePlan, name: str, theta: Tensor, finetuned:
                            maskers: list[GlobalMasker]) -> Tensor:
     """The merged tensor ``name`` of a method in :class:`.MaskedForm`: each task vector masked by
     its model's global band, then combined entry by entry by the method's own ``combine``."""
-    keeps = [masker.keep(_task_vector(theta, name, model)) for masker, model in zip(maskers, finetuned)]
+    keeps: dict[int, Tensor] = {}  # model -> its mask, made on first sight: a masker advances once per tensor
 
     def masked(index: int, vector: TaskVector) -> TaskVector:
+        if index not in keeps:
+            keeps[index] = maskers[index].keep(vector[name])
         vector[name].masked_fill_(~keeps[index], 0.0)
         return vector
 

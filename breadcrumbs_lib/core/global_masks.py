@@ -160,15 +160,23 @@ class GlobalMasker:
         keep = torch.ones_like(bits, dtype=torch.bool)
         if band.low is not None:
             tied = bits == band.low
-            keep &= (bits > band.low) | (tied & (self._tie_order(tied, self._low_seen) >= band.low_ties_dropped))
-            self._low_seen += int(tied.sum())
+            count = int(tied.sum())
+            keep &= (bits > band.low) | self._tied_from(tied, self._low_seen, count, band.low_ties_dropped)
+            self._low_seen += count
         if band.high is not None:
             tied = bits == band.high
-            keep &= (bits < band.high) | (tied & (self._tie_order(tied, self._high_seen) < band.high_ties_kept))
-            self._high_seen += int(tied.sum())
+            count = int(tied.sum())
+            keep &= (bits < band.high) | (tied & ~self._tied_from(tied, self._high_seen, count, band.high_ties_kept))
+            self._high_seen += count
         return keep.reshape(delta.shape)
 
     @staticmethod
-    def _tie_order(tied: Tensor, seen: int) -> Tensor:
-        """For each entry equal to a cut, its position among all such entries so far."""
-        return seen + torch.cumsum(tied, 0) - 1
+    def _tied_from(tied: Tensor, seen: int, count: int, start: int) -> Tensor:
+        """The entries of ``tied`` (``count`` of them, after ``seen`` tied entries in earlier
+        tensors) whose position among all tied entries is ``start`` or later; the running count
+        is formed only for the one tensor where that position falls."""
+        if seen >= start:
+            return tied
+        if seen + count <= start:
+            return torch.zeros_like(tied)
+        return tied & (seen + torch.cumsum(tied, 0) - 1 >= start)
