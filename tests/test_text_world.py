@@ -206,12 +206,19 @@ def test_smoke_pipeline_pretrains_finetunes_merges_evaluates_and_caches(tmp_path
         scores = test.evaluate(weights)
         assert set(scores) == set(tasks) and all(0 <= v <= 1 for v in scores.values())
     assert bench.num_classes("topic") == 5
-    with pytest.raises(ValueError, match="Fisher merging is not available in the text world"):
-        bench.fisher("topic")
+    fishers = [bench.fisher(t) for t in tasks]
+    assert all(set(f) == set(bench.base) and all((v >= 0).all() for v in f.values()) for f in fishers)
+    assert fishers[0]["shared.weight"].sum() > 0  # the embedding that the encoder, the decoder and the output share
+    assert fishers[0]["encoder.block.0.layer.0.SelfAttention.q.weight"].sum() > 0
+    fisher_merged = merge(bench.base, [bench.finetuned[t] for t in tasks], "fisher", fishers=fishers)
+    assert all(0 <= v <= 1 for v in test.evaluate(fisher_merged).values())
     again = prepare(TEXT_SMOKE, "small", tasks=tasks, cache_dir=tmp_path, device="cpu")
     assert "pretraining" not in again.seconds and not any(k.startswith("fine-tuning") for k in again.seconds)
     assert all(torch.equal(again.base[k], bench.base[k]) for k in bench.base)
     assert torch.equal(again.finetuned["topic"]["shared.weight"], bench.finetuned["topic"]["shared.weight"])
+    assert torch.equal(again.fisher("topic")["shared.weight"], fishers[0]["shared.weight"])  # from the cache
+    assert "Fisher of topic" not in again.seconds and again.fisher_seconds["topic"] == pytest.approx(
+        bench.fisher_seconds["topic"], abs=1e-3)
 
 
 def test_the_foundation_key_covers_the_corpus(monkeypatch):

@@ -55,8 +55,7 @@ RECORD = "merge.json"
 #: Output shards are at most this large by default (Hugging Face's usual "5GB").
 DEFAULT_SHARD_BYTES = 5 * 1000**3
 #: Beyond the tensors: the allocator's slack and the mask kernels compiled on first use
-#: (measured: merging three ViT-B/32 image towers peaked 129 MiB above the planning process with
-#: task arithmetic and 249 MiB with Breadcrumbs, for about 95 MiB of tensor work).
+#: (docs/performance.md gives the measured peaks this bound covers).
 SLACK_BYTES = 256 * 1024**2
 
 

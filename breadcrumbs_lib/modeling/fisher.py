@@ -12,7 +12,7 @@ example gets its own backward pass. The Fisher is computed in float32, without a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -37,7 +37,7 @@ class FisherConfig:
 
 def diagonal_fisher(
     model: nn.Module,
-    images: Images,
+    images: Images | Iterable[tuple[Tensor, Tensor]],
     config: FisherConfig,
     *,
     of: nn.Module | None = None,
@@ -46,7 +46,11 @@ def diagonal_fisher(
     description: str | None = None,
 ) -> dict[str, Tensor]:
     """The diagonal Fisher (see the module docstring) of the weights of ``of`` (default: all of
-    ``model``), where ``model(images)`` returns logits.
+    ``model``), where ``model(x)`` returns logits.
+
+    ``images``: an in-memory image split (its first ``config.examples`` of a seeded shuffle are
+    used), or any iterable of ``(inputs, labels)`` batches, taken in order (a loader, or a text
+    world's token ids), whose rows are the examples.
 
     Returns a float32 tensor per floating-point entry of ``of.state_dict()`` (on the CPU, keyed
     like it); entries that are not trainable parameters get zeros. Raises ``ValueError`` when
@@ -82,7 +86,7 @@ def diagonal_fisher(
             for name, value in state.items() if value.is_floating_point()}
 
 
-def _examples(images: Images, count: int, generator: torch.Generator,
+def _examples(images: Images | Iterable[tuple[Tensor, Tensor]], count: int, generator: torch.Generator,
               device: torch.device | str) -> Iterator[tuple[Tensor, Tensor]]:
     """``(normalised image, label)`` pairs: the first ``count`` of a seeded shuffle of an
     in-memory split, or the first ``count`` of a loader's batches (its sampler shuffles)."""

@@ -46,8 +46,7 @@ class TextEvaluator:
         self.inputs = {task: tokenizer.batch(list(prompts), max_length) for task, (prompts, _) in splits.items()}
         self.labels = {task: torch.as_tensor(list(labels), dtype=torch.long) for task, (_, labels) in splits.items()}
         # one padded target per answer word: (C, T), with the positions that count
-        self.targets = {task: pad_sequences([answer_target(tokenizer, a) for a in answers[task]], tokenizer.pad_id)
-                        for task in splits}
+        self.targets = {task: answer_targets(tokenizer, answers[task]) for task in splits}
 
     @property
     def tasks(self) -> list[str]:
@@ -59,30 +58,14 @@ class TextEvaluator:
 
     @torch.inference_mode()
     def scores(self, task: str) -> Tensor:
-        """``(N, C)`` log-likelihood of each answer word for each example of ``task``'s split.
-
-        One encoder pass per batch of prompts, then one decoder pass for every (prompt, answer)
-        pair of the batch: row ``b * C + c`` of the decoder batch is prompt ``b`` with answer ``c``."""
-        pad = self.tokenizer.pad_id
-        targets = self.targets[task].to(self.device)
-        counted = targets != pad
-        counted[:, 0] = False  # the opening sentinel is every answer's
-        counted &= targets != self.tokenizer.eos_id
-        answers = targets.shape[0]
+        """``(N, C)`` log-likelihood of each answer word for each example of ``task``'s split
+        (:func:`answer_log_likelihoods`, in batches, under bf16 autocast where the CPU has it)."""
+        targets, counted = (value.to(self.device) for value in self.targets[task])
         out = []
         for start in range(0, self.inputs[task].shape[0], self.batch_size):
-            batch = self.inputs[task][start:start + self.batch_size]
-            batch = batch[:, :int((batch != pad).sum(dim=1).max())].to(self.device)
-            mask = batch != pad
-            rows = batch.shape[0]
-            labels = targets.repeat(rows, 1)
+            batch = self.inputs[task][start:start + self.batch_size].to(self.device)
             with bf16_autocast(self.device):
-                encoded = self.model.get_encoder()(input_ids=batch, attention_mask=mask).last_hidden_state
-                logits = self.model(encoder_outputs=(encoded.repeat_interleave(answers, dim=0),),
-                                    attention_mask=mask.repeat_interleave(answers, dim=0),
-                                    decoder_input_ids=self.model.prepare_decoder_input_ids_from_labels(labels=labels)).logits
-            logp = logits.float().log_softmax(dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-            out.append((logp * counted.repeat(rows, 1)).sum(dim=1).view(rows, answers).cpu())
+                out.append(answer_log_likelihoods(self.model, batch, targets, counted, self.tokenizer.pad_id).cpu())
         return torch.cat(out)
 
     def correct(self, task: str) -> Tensor:
@@ -98,3 +81,48 @@ class TextEvaluator:
         if weights is not None:
             self.load(weights)
         return {task: self.accuracy(task) for task in (tasks or self.tasks)}
+
+
+class RankClassifier(nn.Module):
+    """A T5 as a classifier over one task's answer words: ``forward(input_ids)`` gives the ``(B, C)``
+    log-likelihoods of :func:`answer_log_likelihoods` in float32, with gradients, so that
+    ``log_softmax`` of them is ``log p(y | x)`` over the answers (what a Fisher of the text world
+    is taken of). ``input_ids``: padded prompts from :meth:`.TextTokenizer.batch`."""
+
+    def __init__(self, model: nn.Module, tokenizer: TextTokenizer, answers: Sequence[str]):
+        super().__init__()
+        self.model = model
+        self.pad_id = tokenizer.pad_id
+        targets, counted = answer_targets(tokenizer, answers)
+        self.register_buffer("targets", targets)
+        self.register_buffer("counted", counted)
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        return answer_log_likelihoods(self.model, input_ids, self.targets, self.counted, self.pad_id)
+
+
+def answer_targets(tokenizer: TextTokenizer, answers: Sequence[str]) -> tuple[Tensor, Tensor]:
+    """The padded targets of a task's answer words, ``(C, T)``, and which of their positions count:
+    each answer's own tokens and its closing sentinel (not the opening sentinel that every answer
+    shares, not padding, not ``</s>``)."""
+    targets = pad_sequences([answer_target(tokenizer, answer) for answer in answers], tokenizer.pad_id)
+    counted = (targets != tokenizer.pad_id) & (targets != tokenizer.eos_id)
+    counted[:, 0] = False
+    return targets, counted
+
+
+def answer_log_likelihoods(model: nn.Module, input_ids: Tensor, targets: Tensor, counted: Tensor, pad_id: int) -> Tensor:
+    """``(B, C)``: ``log p(answer c | prompt b)`` summed over the counted positions of target ``c``.
+
+    One encoder pass over the prompts (trimmed to the longest one), then one decoder pass for every
+    (prompt, answer) pair: row ``b * C + c`` of the decoder batch is prompt ``b`` with answer ``c``."""
+    input_ids = input_ids[:, :int((input_ids != pad_id).sum(dim=1).max())]
+    mask = input_ids != pad_id
+    rows, answers = input_ids.shape[0], targets.shape[0]
+    labels = targets.repeat(rows, 1)
+    encoded = model.get_encoder()(input_ids=input_ids, attention_mask=mask).last_hidden_state
+    logits = model(encoder_outputs=(encoded.repeat_interleave(answers, dim=0),),
+                   attention_mask=mask.repeat_interleave(answers, dim=0),
+                   decoder_input_ids=model.prepare_decoder_input_ids_from_labels(labels=labels)).logits
+    logp = logits.float().log_softmax(dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    return (logp * counted.repeat(rows, 1)).sum(dim=1).view(rows, answers)

@@ -109,9 +109,7 @@ def create_t5(name: str, vocab_size: int, *, seed: int):
     from transformers import T5Config, T5ForConditionalGeneration
 
     # plain (eager) attention: at this size the fused kernel's set-up costs more than it saves
-    # (fidelity_study.measure on text-smoke: 54.5 s with "eager", 77.9 s with "sdpa", one run each;
-    # a process scoring text-smoke's validation prompts 40 times: 0.95x the wall time of "sdpa",
-    # start-up included, median of 5 interleaved pairs)
+    # (docs/performance.md)
     config = T5Config(**text_model_config(name), vocab_size=vocab_size, pad_token_id=0, eos_token_id=1,
                       decoder_start_token_id=0, tie_word_embeddings=True, attn_implementation="eager")
     torch.manual_seed(seed)

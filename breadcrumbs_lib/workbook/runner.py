@@ -30,7 +30,7 @@ KERNEL_NAME = "breadcrumbs-workbook"
 #: What a smoke run injects into each notebook: the small ``smoke`` preset, sweeps in-process.
 SMOKE_PARAMETERS = {"preset": "smoke", "executor": "inline"}
 #: Notebooks a run skips unless ``--only`` names them (or ``--all`` is given): each builds a world
-#: of its own (09: a foundation and 20 small models, about 10 minutes; 10: a T5 world, about 18),
+#: of its own (09: a foundation and 20 small models, about 10 minutes; 10: a T5 world, about 14),
 #: which would take the default run past its 30 minutes on a 2-core CPU (the README gives their
 #: cost). The tests (nbval) run them like the others.
 OPT_IN = ("09", "10")

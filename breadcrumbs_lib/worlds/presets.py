@@ -165,6 +165,7 @@ TEXT_SMOKE = replace(
     TEXT, name="text-smoke",
     finetune=OptimConfig(steps=15, batch_size=32, lr=3e-3, weight_decay=0.1, warmup_steps=2),
     split_sizes={"train": 12, "val": 6, "test": 6},
+    fisher=FisherConfig(examples=16),
     pretraining=TextPretraining(vocab_size=512, captions_per_class=8,
                                 optim=OptimConfig(steps=30, batch_size=64, lr=3e-3, weight_decay=0.01, warmup_steps=3)),
 )

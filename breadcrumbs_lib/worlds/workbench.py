@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..core.state_dicts import StateDict, load_state_dict, read_metadata, save_state_dict
 from ..modeling.data import Images
 from ..modeling.evaluation import Evaluator
-from ..modeling.fisher import diagonal_fisher
+from ..modeling.fisher import FisherConfig, diagonal_fisher
 from ..modeling.models import MODEL_CONFIG_DIR, ImageClassifier
 from ..modeling.training import finetune
 from .mini.glyph_pool import pool_classes
@@ -89,32 +89,46 @@ class Workbench:
 
     def fisher(self, task: str) -> StateDict:
         """The diagonal Fisher of ``task``'s fine-tuned encoder on its training split, estimated
-        as the preset's :class:`..modeling.fisher.FisherConfig` says: from the cache, or now (and
-        cached in :meth:`fisher_folder`, with the seconds it took, kept in :attr:`fisher_seconds`)."""
-        if task not in self.fishers:
-            path = None if self.folder is None else self.fisher_folder() / f"{task}.safetensors"
-            if path is not None and path.exists():
-                self.fishers[task] = load_state_dict(path)
-                self.fisher_seconds[task] = float(read_metadata(path).get("seconds", "nan"))
-            else:
-                start = time.perf_counter()
-                classifier = self.classifier()
-                classifier.encoder.load_state_dict(self.finetuned[task])
-                classifier.set_head(self.heads[task])
-                self.fishers[task] = diagonal_fisher(classifier, self.splits[task]["train"], self.preset.fisher,
-                                                     of=classifier.encoder, seed=self.seed, device=self.device,
-                                                     description=f"Fisher of {task}")
-                self.fisher_seconds[task] = self.seconds[f"Fisher of {task}"] = time.perf_counter() - start
-                if path is not None:
-                    save_state_dict(self.fishers[task], path, metadata={
-                        "task": task, "seconds": f"{self.fisher_seconds[task]:.4f}", **_text(self.preset.fisher)})
-        return self.fishers[task]
+        as the preset's :class:`..modeling.fisher.FisherConfig` says (:func:`cached_fisher`)."""
+        def estimate() -> StateDict:
+            classifier = self.classifier()
+            classifier.encoder.load_state_dict(self.finetuned[task])
+            classifier.set_head(self.heads[task])
+            return diagonal_fisher(classifier, self.splits[task]["train"], self.preset.fisher, of=classifier.encoder,
+                                   seed=self.seed, device=self.device, description=f"Fisher of {task}")
+        return cached_fisher(self, task, estimate)
 
     def fisher_folder(self) -> Path:
         """Where the Fishers of the fine-tuned models are cached: beside them, keyed by the recipe."""
-        if self.folder is None:
-            raise ValueError("this workbench has no cache folder")
-        return self.folder / f"fisher-{_hash(dataclasses.asdict(self.preset.fisher))}"
+        return fisher_folder(self.folder, self.preset.fisher)
+
+
+def cached_fisher(bench: Any, task: str, estimate: Callable[[], StateDict]) -> StateDict:
+    """``bench.fishers[task]``: from memory, from the cache (:func:`fisher_folder` of
+    ``bench.folder``), or ``estimate()`` now and cached, with the seconds it took in
+    ``bench.fisher_seconds[task]`` (read back from the file's metadata when it comes from the cache).
+    ``bench`` is either world's workbench (``folder``, ``preset``, ``fishers``, ``fisher_seconds``,
+    ``seconds``)."""
+    if task not in bench.fishers:
+        path = None if bench.folder is None else fisher_folder(bench.folder, bench.preset.fisher) / f"{task}.safetensors"
+        if path is not None and path.exists():
+            bench.fishers[task] = load_state_dict(path)
+            bench.fisher_seconds[task] = float(read_metadata(path).get("seconds", "nan"))
+        else:
+            start = time.perf_counter()
+            bench.fishers[task] = estimate()
+            bench.fisher_seconds[task] = bench.seconds[f"Fisher of {task}"] = time.perf_counter() - start
+            if path is not None:
+                save_state_dict(bench.fishers[task], path, metadata={
+                    "task": task, "seconds": f"{bench.fisher_seconds[task]:.4f}", **_text(bench.preset.fisher)})
+    return bench.fishers[task]
+
+
+def fisher_folder(folder: Path | None, config: FisherConfig) -> Path:
+    """``<fine-tuned models' folder>/fisher-<key of the Fisher recipe>/``."""
+    if folder is None:
+        raise ValueError("this workbench has no cache folder")
+    return folder / f"fisher-{_hash(dataclasses.asdict(config))}"
 
 
 class WorldEvaluator(Protocol):

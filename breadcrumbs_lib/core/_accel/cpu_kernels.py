@@ -9,8 +9,8 @@ The collecting pass tests 64 keys at a time: one vector compare per window (four
 vectors, or eight 256-bit ones) yields a 64-bit lane mask (:func:`_lanes_in_window`, a few lines
 of LLVM IR; portable, as LLVM lowers vector compares for any CPU), counts are popcounts of
 masks, and only the set bits of the rare window masks are visited. One branch per 64 keys,
-rather than per 16, leaves fewer mispredicted branches around the rare in-window keys (the
-pass took 24% less time inside a merge). Exact ranks among the collected keys come from a
+rather than per 16, leaves fewer mispredicted branches around the rare in-window keys
+(``benchmarks/`` times the kernels). Exact ranks among the collected keys come from a
 radix selection (:func:`kth_smallest`). The kernels compute exactly what the torch path of
 :mod:`.selection` computes; tests check them against numpy and a stable sort.
 """
@@ -226,8 +226,7 @@ def kth_smallest(keys, rank):  # pragma: no cover - compiled
     from the highest set bit of the span ``max - min`` down. A histogram of the top digit over all
     keys picks the bucket holding the rank; each next digit is histogrammed over the keys of that
     bucket only. Unlike quickselect's, its branches do not depend on how the keys compare with
-    one another, so they are predicted well: in a merge it is about five times faster than
-    quickselect on the same keys."""
+    one another, so they are predicted well."""
     lowest, shift, histogram = _top_digit_histogram(keys)
     prefix, n_less, rank = _bucket_of_rank(histogram, rank)
     while shift > 0:

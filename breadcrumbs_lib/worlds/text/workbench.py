@@ -16,10 +16,12 @@ import torch
 from torch import nn
 
 from ...core.state_dicts import StateDict
-from ...modeling.text_evaluation import TextEvaluator
+from ...modeling.fisher import diagonal_fisher
+from ...modeling.text_evaluation import RankClassifier, TextEvaluator
 from ...modeling.text_models import TextTokenizer, load_t5_weights, t5_weights
 from ...modeling.text_training import finetune_t5
 from ..presets import Preset
+from ..workbench import cached_fisher
 from .tasks import TextExamples, TextTask
 
 
@@ -41,7 +43,7 @@ class TextWorkbench:
     seconds: dict[str, float] = field(default_factory=dict)
     folder: Path | None = None
     seed: int = 0
-    fishers: dict[str, StateDict] = field(default_factory=dict)  # never filled: see :meth:`fisher`
+    fishers: dict[str, StateDict] = field(default_factory=dict)  # task -> its Fisher, once estimated or read
     fisher_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -86,5 +88,20 @@ class TextWorkbench:
         return {name: value.cpu() for name, value in t5_weights(model).items()}, curve
 
     def fisher(self, task: str) -> StateDict:
-        raise ValueError("Fisher merging is not available in the text world: the diagonal Fisher of "
-                         "breadcrumbs_lib.modeling.fisher is estimated for image classifiers only")
+        """The diagonal Fisher of ``task``'s fine-tuned T5 on its training prompts, as a classifier
+        over the task's answer words (:class:`...modeling.text_evaluation.RankClassifier`: ``p(y | x)``
+        is the softmax of the answers' log-likelihoods), on the first ``preset.fisher.examples`` of a
+        seeded shuffle; keyed like :meth:`finetune_task`'s weights, shared tensors once. Cached
+        beside the fine-tuned models, as in the vision world (:func:`..workbench.cached_fisher`)."""
+        def estimate() -> StateDict:
+            model = self.live_model()
+            load_t5_weights(model, self.finetuned[task])
+            prompts, labels = self.prompts(task, "train"), self.splits[task]["train"].labels
+            order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(self.seed))
+            examples = [(self.tokenizer.batch([prompts[i] for i in order.tolist()], self.max_length),
+                         torch.as_tensor(list(labels), dtype=torch.long)[order])]
+            classifier = RankClassifier(model, self.tokenizer, self.definitions[task].labels).to(self.device)
+            fisher = diagonal_fisher(classifier, examples, self.preset.fisher, of=model, seed=self.seed,
+                                     device=self.device, description=f"Fisher of {task}")
+            return {name: fisher[name] for name in t5_weights(model)}
+        return cached_fisher(self, task, estimate)
