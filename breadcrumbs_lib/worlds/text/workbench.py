@@ -98,6 +98,7 @@ class TextWorkbench:
             load_t5_weights(model, self.finetuned[task])
             prompts, labels = self.prompts(task, "train"), self.splits[task]["train"].labels
             order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(self.seed))
+            order = order[:self.preset.fisher.examples]  # tokenize only the prompts the Fisher reads
             examples = [(self.tokenizer.batch([prompts[i] for i in order.tolist()], self.max_length),
                          torch.as_tensor(list(labels), dtype=torch.long)[order])]
             classifier = RankClassifier(model, self.tokenizer, self.definitions[task].labels).to(self.device)
