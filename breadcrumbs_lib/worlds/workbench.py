@@ -103,12 +103,10 @@ class Workbench:
         return fisher_folder(self.folder, self.preset.fisher)
 
 
-def cached_fisher(bench: Any, task: str, estimate: Callable[[], StateDict]) -> StateDict:
+def cached_fisher(bench: AnyWorkbench, task: str, estimate: Callable[[], StateDict]) -> StateDict:
     """``bench.fishers[task]``: from memory, from the cache (:func:`fisher_folder` of
     ``bench.folder``), or ``estimate()`` now and cached, with the seconds it took in
-    ``bench.fisher_seconds[task]`` (read back from the file's metadata when it comes from the cache).
-    ``bench`` is either world's workbench (``folder``, ``preset``, ``fishers``, ``fisher_seconds``,
-    ``seconds``)."""
+    ``bench.fisher_seconds[task]`` (read back from the file's metadata when it comes from the cache)."""
     if task not in bench.fishers:
         path = None if bench.folder is None else fisher_folder(bench.folder, bench.preset.fisher) / f"{task}.safetensors"
         if path is not None and path.exists():

@@ -96,11 +96,12 @@ class TextWorkbench:
         def estimate() -> StateDict:
             model = self.live_model()
             load_t5_weights(model, self.finetuned[task])
-            prompts, labels = self.prompts(task, "train"), self.splits[task]["train"].labels
-            order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(self.seed))
-            order = order[:self.preset.fisher.examples]  # tokenize only the prompts the Fisher reads
-            examples = [(self.tokenizer.batch([prompts[i] for i in order.tolist()], self.max_length),
-                         torch.as_tensor(list(labels), dtype=torch.long)[order])]
+            train = self.splits[task]["train"]
+            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed))
+            chosen = order[:self.preset.fisher.examples].tolist()  # render and tokenize only what the Fisher reads
+            prompts = [self.definitions[task].render(train.texts[i]) for i in chosen]
+            examples = [(self.tokenizer.batch(prompts, self.max_length),
+                         torch.as_tensor([train.labels[i] for i in chosen], dtype=torch.long))]
             classifier = RankClassifier(model, self.tokenizer, self.definitions[task].labels).to(self.device)
             fisher = diagonal_fisher(classifier, examples, self.preset.fisher, of=model, seed=self.seed,
                                      device=self.device, description=f"Fisher of {task}")
