@@ -132,13 +132,13 @@ def test_half_precision_is_ordered_exactly(delta, fracs, dtype):
     assert torch.equal(breadcrumbs_masked(low, beta, gamma), low.float() * expected)
 
 
-@given(deltas(), fractions())
-def test_masked_equals_mask_times_delta(delta, fracs):
+@given(deltas(), fractions(), st.sampled_from(["auto", "fast", "reference"]))
+def test_masked_equals_mask_times_delta(delta, fracs, backend):
     beta, gamma = fracs
-    expected = delta * breadcrumbs_mask(delta, beta, gamma)
-    assert torch.equal(breadcrumbs_masked(delta, beta, gamma), expected)
+    expected = delta * reference_breadcrumbs_mask(delta, beta, gamma)
+    assert torch.equal(breadcrumbs_masked(delta, beta, gamma, backend=backend), expected)
     in_place = delta.clone()
-    assert breadcrumbs_masked(in_place, beta, gamma, inplace=True) is in_place
+    assert breadcrumbs_masked(in_place, beta, gamma, inplace=True, backend=backend) is in_place
     assert torch.equal(in_place, expected)
 
 

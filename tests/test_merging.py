@@ -307,3 +307,24 @@ def test_a_masked_form_is_the_method_itself(name, granularity):
     want = merge(base, finetuned, name, **settings)
     got = form.combine(base, finetuned, settings["alpha"], masking(form.beta, form.gamma, form.granularity))
     assert all(torch.equal(got[key], want[key]) for key in want)
+
+
+EQUIVALENT_SETTINGS = {  # a setting each method declares to be another method's, and that method's setting
+    "breadcrumbs": ({"alpha": 0.4, "beta": 0.0, "gamma": 0.0}, {"alpha": 0.4}),
+    "dare": ({"alpha": 0.4, "p": 0.0}, {"alpha": 0.4}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EQUIVALENT_SETTINGS))
+def test_a_declared_equivalent_setting_merges_as_that_method(name):
+    """What the headline tables rely on to leave such settings out: the declaration holds, and
+    an ordinary setting of the same method declares nothing."""
+    spec = METHODS[name]
+    setting, other_setting = EQUIVALENT_SETTINGS[name]
+    other = spec.equivalent_to(spec.complete(setting))
+    assert other == "task_arithmetic"
+    base, finetuned = models(3)
+    mine, theirs = merge(base, finetuned, name, **setting), merge(base, finetuned, other, **other_setting)
+    assert all(torch.equal(mine[key], theirs[key]) for key in base)
+    ordinary = {**setting, **({"beta": 0.85, "gamma": 0.01} if name == "breadcrumbs" else {"p": 0.5})}
+    assert spec.equivalent_to(spec.complete(ordinary)) is None

@@ -28,8 +28,10 @@ from ._accel import NonFiniteValuesError, RankBand, band_mask, find_band, masked
 #: is offered by :meth:`breadcrumbs_lib.TaskVector.breadcrumbs_masks`.
 TENSOR_GRANULARITIES = ("tensor", "row")
 GRANULARITIES = ("tensor", "row", "global")
-#: How :func:`breadcrumbs_mask` computes: ``"fast"`` (selection, O(n)), ``"reference"`` (the
-#: definition, a full sort), ``"auto"`` (the fast path).
+#: How :func:`breadcrumbs_mask` computes: ``"fast"`` (selection, O(n): a numba kernel for one
+#: group on the CPU, ``torch.kthvalue`` for many groups or other devices, chosen by the
+#: selection itself), ``"reference"`` (the definition, a full sort), ``"auto"`` (the fast path;
+#: both are exact, so the choice is one of speed only).
 BACKENDS = ("auto", "fast", "reference")
 
 
@@ -118,8 +120,7 @@ def breadcrumbs_mask(delta: Tensor, beta: float, gamma: float, granularity: str 
     Cost (the fast path): O(n) per group (selection, never a full sort), no ``torch.quantile``;
     any size. The reference backend sorts: O(n log n).
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    _check_backend(backend)
     groups = _groups(delta, beta, gamma, granularity)
     if backend == "reference":
         non_finite = 0 if groups is None else int((~torch.isfinite(groups)).sum())
@@ -140,6 +141,7 @@ def breadcrumbs_masked(
     *,
     inplace: bool = False,
     check_finite: bool = True,
+    backend: str = "auto",
 ) -> Tensor:
     """``breadcrumbs_mask(delta, ...) * delta`` as float32, in one fused pass where possible.
 
@@ -147,10 +149,15 @@ def breadcrumbs_masked(
     float32 tensor) are zeroed in place and ``delta`` is returned: merging uses this on
     temporary task vectors to save an allocation per tensor. ``check_finite=False`` skips the
     finiteness check for a caller that has just made it (merging, as it forms each delta);
-    non-finite entries then give an unspecified result or error.
+    non-finite entries then give an unspecified result or error. ``backend`` is
+    :func:`breadcrumbs_mask`'s (``"reference"`` forms the mask by the definition, then multiplies).
     """
+    _check_backend(backend)
     if inplace and (delta.dtype != torch.float32 or not delta.is_contiguous()):
         raise ValueError(f"inplace masking needs a contiguous float32 tensor, got {delta.dtype}")
+    if backend == "reference":
+        keep = breadcrumbs_mask(delta, beta, gamma, granularity, backend="reference")
+        return delta.masked_fill_(~keep, 0.0) if inplace else delta.to(torch.float32) * keep
     groups = _groups(delta, beta, gamma, granularity)
     if groups is None:
         return delta if inplace else delta.to(torch.float32, copy=True)
@@ -158,6 +165,11 @@ def breadcrumbs_masked(
     with _naming_non_finite(delta):
         masked = masked_outside_ranks(groups, n_low, n_high, out=groups if inplace else None, check_finite=check_finite)
     return delta if inplace else masked.reshape(delta.shape)  # in place, groups is a view of delta
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ..core.masks import find_breadcrumbs_band
+from ..core.methods import METHODS
 from ..core.methods.breadcrumbs import masking_variant
 from ..core.task_vectors import TaskVector
 from ..study.results_store import setting_of
@@ -107,8 +108,8 @@ def masking_variants(frame: pd.DataFrame) -> pd.Series:
 def headline(frame: pd.DataFrame, tasks: list[str], *, select_split: str = "val", report_split: str = "test") -> pd.DataFrame:
     """Per method, the merge of all ``tasks`` under its best setting on ``select_split``: mean
     absolute and normalized ``report_split`` accuracy over the tasks, with the setting. Zero-shot
-    and fine-tuned rows come first. Breadcrumbs settings with beta = gamma = 0 are left out
-    (they are task arithmetic).
+    and fine-tuned rows come first. Settings that reduce to another method (Breadcrumbs with
+    beta = gamma = 0 is task arithmetic: :attr:`.MergeMethod.equivalent_to`) are left out.
 
     Columns: ``model`` (a label to show, e.g. ``"breadcrumbs, 8 tasks"``), ``method`` (as stored:
     ``"zeroshot"``, ``"finetuned"``, ``"breadcrumbs"``, ...), ``n_tasks`` (0 for zero-shot, 1 for
@@ -122,9 +123,7 @@ def headline(frame: pd.DataFrame, tasks: list[str], *, select_split: str = "val"
          "normalized_accuracy": test.loc[test["method"] == method, "normalized_accuracy"].mean()}
         for method, label, n_tasks in ((ZERO_SHOT, "zero-shot", 0), (FINETUNED, "fine-tuned (one model per task)", 1))])
     merged = frame[(frame["subset"] == everything) & ~frame["method"].isin(BASELINES)]
-    breadcrumbs = merged["method"] == "breadcrumbs"
-    if breadcrumbs.any():  # beta = gamma = 0 is task arithmetic, not breadcrumbs
-        merged = merged[~breadcrumbs | (masking_variants(merged) != "none")]
+    merged = merged[[not _reduces_to_another(method, key) for method, key in zip(merged["method"], merged["hyperparameters"])]]
     choices = best_per_subset(merged, select_split=select_split, report_split=report_split)
     scored = test[test["subset"] == everything].groupby(["method", "hyperparameters"])[
         ["accuracy", "normalized_accuracy"]].mean().reset_index()
@@ -132,6 +131,12 @@ def headline(frame: pd.DataFrame, tasks: list[str], *, select_split: str = "val"
         scored, on=["method", "hyperparameters"], how="left")
     chosen.insert(0, "model", [f"{method}, {len(tasks)} tasks" for method in chosen["method"]])
     return pd.concat([baselines, chosen], ignore_index=True)
+
+
+def _reduces_to_another(method: str, hyperparameters: str) -> bool:
+    """Whether a stored setting of ``method`` is another method's (see :attr:`.MergeMethod.equivalent_to`)."""
+    spec = METHODS.get(method)
+    return spec is not None and spec.equivalent_to(spec.complete(setting_of(hyperparameters))) is not None
 
 
 def chosen_settings(table: pd.DataFrame) -> dict[str, dict[str, object]]:

@@ -64,6 +64,16 @@ class TextPretraining:
 
 
 @dataclass(frozen=True)
+class ScaleStudy:
+    """What the scale study of notebook 06 merges by default on a preset: ``sizes``, the model
+    sizes compared (``None``: the run's own size only), and ``subsets_per_size``, the seeded
+    sample of subsets per number of tasks (``None``: every subset)."""
+
+    sizes: tuple[str, ...] | None = None
+    subsets_per_size: int | None = 8
+
+
+@dataclass(frozen=True)
 class Preset:
     """What a run uses: tasks (in the order that subsets and prefixes follow: Table 1's for
     ``paper``, the world's own for ``mini``), model per size, training recipe."""
@@ -76,6 +86,7 @@ class Preset:
     pretraining: MiniPretraining | TextPretraining | None = None  # generated worlds: how their foundation is made
     world: str = "mini"  # which world builds it: "mini", "text" (generated here), "paper" or "paper-text" (worlds.prepare)
     fisher: FisherConfig = FisherConfig()  # how Fisher merging estimates each model's Fisher
+    scale_study: ScaleStudy = ScaleStudy()  # notebook 06's defaults: one size and 8 subsets a size, affordable on a CPU
 
     def model_name(self, size: str) -> str:
         if size not in self.model_names:
@@ -102,6 +113,7 @@ PAPER = Preset(
     # section 4.1: AdamW, lr 1e-5, weight decay 0.1, batch 128, 2000 iterations, cosine, 200 warm-up steps
     finetune=OptimConfig(steps=2000, batch_size=128, lr=1e-5, weight_decay=0.1, warmup_steps=200, grad_clip=1.0),
     world="paper",
+    scale_study=ScaleStudy(sizes=SIZES, subsets_per_size=None),  # Fig. 4: the three CLIP sizes, every subset
 )
 
 # A small, fast variant of ``mini`` for smoke tests of the notebooks (nbval in CI): four quick tasks,

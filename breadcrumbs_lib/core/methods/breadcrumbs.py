@@ -105,4 +105,5 @@ SPEC = MergeMethod(
     joint_check=lambda settings: check_fractions(settings["beta"], settings["gamma"]),
     additive=_additive,
     masked=_masked,
+    equivalent_to=lambda settings: "task_arithmetic" if masking_variant(settings) == "none" else None,
 )

@@ -79,4 +79,5 @@ SPEC = MergeMethod(
         Hyperparameter("seed", check_seed, 0, "seed of the drops (one stream per model)"),
     ),
     color="tab:purple",
+    equivalent_to=lambda settings: "task_arithmetic" if settings["p"] == 0 else None,
 )

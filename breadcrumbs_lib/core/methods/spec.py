@@ -5,7 +5,8 @@ Every part of the package that needs to know about a method reads its :class:`Me
 :func:`..merging.merge` and :func:`..merging.check_hyperparameters` (names, values, defaults),
 the subset merger of sweeps (:attr:`MergeMethod.additive`), the streaming merge of model files
 (:attr:`MergeMethod.masked`, for masks ordered over a whole task vector), the plots
-(:attr:`MergeMethod.color`) and the notebooks, which show a method's settings with
+(:attr:`MergeMethod.color`), the tables of each method's best setting
+(:attr:`MergeMethod.equivalent_to`) and the notebooks, which show a method's settings with
 :meth:`MergeMethod.describe`.
 """
 
@@ -68,6 +69,11 @@ def _no_joint_check(settings: Mapping[str, Any]) -> None:
     """Most methods have no constraint between their hyperparameters."""
 
 
+def _no_equivalent(settings: Mapping[str, Any]) -> str | None:
+    """Most methods' settings are their own."""
+    return None
+
+
 def _pattern_check(value: object) -> None:
     if value is not None and (isinstance(value, (str, bytes)) or not isinstance(value, Iterable)):
         raise ValueError(f"include / exclude must be a list of glob patterns or None, got {value!r}")
@@ -91,6 +97,9 @@ class MergeMethod:
     ``masked`` returns the :class:`MaskedForm` of a complete setting of a method that masks each
     task vector and combines them entry by entry (the streaming merge of
     :mod:`breadcrumbs_lib.checkpoints` reads it for masks ordered over a whole task vector);
+    ``equivalent_to`` names the other method a setting reduces to, or ``None`` (Breadcrumbs with
+    ``beta = gamma = 0`` is task arithmetic): tables that pick each method's best setting leave
+    such settings to that other method;
     ``display_name``, ``color`` and each hyperparameter's ``meaning`` are how the workbook shows it.
     """
 
@@ -103,6 +112,7 @@ class MergeMethod:
     additive: Callable[[Mapping[str, Any]], Additive | None] | None = None
     inputs: tuple[str, ...] = ()
     masked: Callable[[Mapping[str, Any]], MaskedForm] | None = None
+    equivalent_to: Callable[[Mapping[str, Any]], str | None] = _no_equivalent
 
     @property
     def accepted(self) -> tuple[str, ...]:
