@@ -42,7 +42,7 @@ from ..modeling.fisher import FisherConfig, diagonal_fisher
 from ..modeling.models import ImageClassifier, create_clip
 from ..worlds.workbench import Workbench
 from .subset_merging import SubsetMerger
-from .sweep_units import model_input
+from .sweep_units import model_input, model_input_provider
 
 #: What :func:`measure_costs` and :func:`estimate_for_architecture` return, per method: the task
 #: data each model needs (examples, one forward and backward pass each), the seconds of that per
@@ -68,10 +68,11 @@ def measure_costs(bench: Workbench, settings: Mapping[str, Mapping[str, Any]]) -
         build = _timed_merge(bench.base, [bench.finetuned[task] for task in tasks], method, hyperparameters, inputs)
         add = build if spec.additive_form(hyperparameters) is None else _timed_addition(
             bench.base, {task: bench.finetuned[task] for task in tasks}, method, hyperparameters)
-        fishers = "fishers" in spec.inputs
+        providers = [model_input_provider(name) for name in spec.inputs]
         rows.append({"method": method, "tasks": len(tasks),
-                     "examples per model": bench.preset.fisher.examples if fishers else 0,
-                     "data seconds per model": sum(bench.fisher_seconds[t] for t in tasks) / len(tasks) if fishers else 0.0,
+                     "examples per model": sum(provider.examples(bench) for provider in providers),
+                     "data seconds per model": sum(provider.seconds(bench, task) for provider in providers
+                                                   for task in tasks) / len(tasks),
                      "merge seconds to build": build, "merge seconds to add one": add})
     return pd.DataFrame(rows, columns=PARTS)
 

@@ -170,15 +170,35 @@ class _Worker:
         return self.merger.merged(unit.subset, unit.method, unit.settings)
 
 
-#: The data a merge method may need besides the weights (a spec's ``inputs``), from a workbench.
-MODEL_INPUTS: dict[str, Callable[[AnyWorkbench, str], Any]] = {"fishers": lambda bench, task: bench.fisher(task)}
+@dataclass(frozen=True)
+class ModelInput:
+    """Data a merge method needs besides the weights, one item per fine-tuned model (a spec's
+    ``inputs``), as a workbench provides it: ``get(bench, task)`` is the item, ``examples(bench)``
+    how many task examples one item reads, ``seconds(bench, task)`` how long making it took."""
+
+    get: Callable[[AnyWorkbench, str], Any]
+    examples: Callable[[AnyWorkbench], int]
+    seconds: Callable[[AnyWorkbench, str], float]
+
+
+#: Every merge input a workbench provides, by name.
+MODEL_INPUTS: dict[str, ModelInput] = {
+    "fishers": ModelInput(get=lambda bench, task: bench.fisher(task),
+                          examples=lambda bench: bench.preset.fisher.examples,
+                          seconds=lambda bench, task: bench.fisher_seconds[task]),
+}
 
 
 def model_input(bench: AnyWorkbench, name: str, task: str) -> Any:
     """``bench``'s item of the merge input ``name`` for ``task``'s model (e.g. its Fisher)."""
+    return model_input_provider(name).get(bench, task)
+
+
+def model_input_provider(name: str) -> ModelInput:
+    """How workbenches provide the merge input ``name`` (``ValueError`` if none does)."""
     if name not in MODEL_INPUTS:
         raise ValueError(f"no workbench provides the merge input {name!r}; it provides {sorted(MODEL_INPUTS)}")
-    return MODEL_INPUTS[name](bench, task)
+    return MODEL_INPUTS[name]
 
 
 def evaluation_splits(bench: AnyWorkbench) -> list[str]:
