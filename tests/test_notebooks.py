@@ -45,6 +45,15 @@ def test_smoke_copies_carry_the_smoke_parameters_right_after_the_parameters_cell
         assert nbformat.read(original, as_version=4).metadata.kernelspec.name == runner.KERNEL_NAME
 
 
+def test_the_smoke_grids_name_parameters_their_notebooks_have():
+    by_number = {path.name[:2]: path for path in NOTEBOOKS}
+    for number, grids in runner.SMOKE_GRIDS.items():
+        cell = next(cell for cell in nbformat.read(by_number[number], as_version=4).cells
+                    if "parameters" in cell.metadata.get("tags", []))
+        assigned = {line.split("=")[0].strip() for line in cell.source.splitlines() if "=" in line}
+        assert set(grids) <= assigned, f"{by_number[number].name}: no parameter(s) {sorted(set(grids) - assigned)}"
+
+
 def test_parameters_pass_through_papermill(tmp_path):
     """papermill -p on the breadcrumbs notebook: other beta and gamma reach the masks."""
     import papermill
