@@ -48,11 +48,12 @@ def test_the_layout_names_every_module_and_subpackage_of_the_package():
 
 def test_every_module_and_folder_the_layout_names_exists():
     block = _layout_block()
+    described = _package_block(block)
     modules, _ = _tree()
     top_level = {path.name for path in ROOT.iterdir()}
-    named = set(MODULE.findall(_package_block(block)))
+    named = set(MODULE.findall(described))
     assert not named - modules, f"the README's layout names modules that do not exist: {sorted(named - modules)}"
-    folders = set(FOLDER.findall(_package_block(block))) - {"breadcrumbs_lib"}
+    folders = set(FOLDER.findall(described)) - {"breadcrumbs_lib"}
     existing = {path.name for path in PACKAGE.rglob("*") if path.is_dir()}
     assert not folders - existing, f"the README's layout names folders that do not exist: {sorted(folders - existing)}"
     for line in block.splitlines():

@@ -123,7 +123,9 @@ def headline(frame: pd.DataFrame, tasks: list[str], *, select_split: str = "val"
          "normalized_accuracy": test.loc[test["method"] == method, "normalized_accuracy"].mean()}
         for method, label, n_tasks in ((ZERO_SHOT, "zero-shot", 0), (FINETUNED, "fine-tuned (one model per task)", 1))])
     merged = frame[(frame["subset"] == everything) & ~frame["method"].isin(BASELINES)]
-    merged = merged[[not _reduces_to_another(method, key) for method, key in zip(merged["method"], merged["hyperparameters"])]]
+    pairs = list(zip(merged["method"], merged["hyperparameters"]))
+    own = {pair: not _reduces_to_another(*pair) for pair in set(pairs)}  # once per setting, not per row
+    merged = merged[[own[pair] for pair in pairs]]
     choices = best_per_subset(merged, select_split=select_split, report_split=report_split)
     scored = test[test["subset"] == everything].groupby(["method", "hyperparameters"])[
         ["accuracy", "normalized_accuracy"]].mean().reset_index()
