@@ -68,5 +68,5 @@ def test_the_paper_many_task_preset():
     assert many_task_preset("paper", 10).tasks == it.imagenet_task_names(10)
     assert PAPER_MANY.world == "paper" and len(PAPER_MANY.tasks) == 200
     assert many_task_preset("paper", 201).tasks == PAPER_MANY.tasks
-    with pytest.raises(ValueError, match="no many-task world for preset 'many'"):
+    with pytest.raises(ValueError, match="no workbook run for preset 'many'"):
         many_task_preset("many")

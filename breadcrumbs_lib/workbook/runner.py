@@ -22,6 +22,7 @@ import papermill
 import yaml
 
 from ..paths import OUTPUTS_DIR, PROJECT_ROOT, output_dir
+from ..worlds.presets import RUNS
 from .notebook import OUTPUTS_ENV
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
@@ -68,7 +69,7 @@ def _selected(number: str, only: list[str] | None, opt_in: bool) -> bool:
 
 
 def run(preset: str, parameters: dict, *, only: list[str] | None = None, outputs_root: Path = OUTPUTS_DIR,
-        kernel: str = "python3", folder: Path = NOTEBOOKS_DIR, opt_in: bool = False) -> bool:
+        kernel: str = KERNEL_NAME, folder: Path = NOTEBOOKS_DIR, opt_in: bool = False) -> bool:
     """Execute the notebooks of ``folder`` in order (those of :data:`OPT_IN` only when ``only``
     names them or ``opt_in`` is set); True when all succeeded."""
     selected = [path for path in notebooks(folder) if _selected(path.name[:2], only, opt_in)]
@@ -133,7 +134,7 @@ def _read_yaml(text: str, source: str):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="mini", choices=["mini", "paper", "smoke"])
+    parser.add_argument("--preset", default="mini", choices=sorted(RUNS))
     parser.add_argument("-p", "--parameters", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     parser.add_argument("-f", "--parameters-file", action="append", default=[], metavar="YAML")
     parser.add_argument("--only", nargs="+", metavar="NN", help="run only these notebook numbers (e.g. 01 04)")

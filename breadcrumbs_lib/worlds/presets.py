@@ -88,6 +88,12 @@ class Preset:
     fisher: FisherConfig = FisherConfig()  # how Fisher merging estimates each model's Fisher
     scale_study: ScaleStudy = ScaleStudy()  # notebook 06's defaults: one size and 8 subsets a size, affordable on a CPU
 
+    @property
+    def generated(self) -> bool:
+        """Whether this world is generated here (its foundation pretrained by ``pretraining``),
+        rather than read from published checkpoints and datasets."""
+        return self.pretraining is not None
+
     def model_name(self, size: str) -> str:
         if size not in self.model_names:
             raise ValueError(f"unknown model size {size!r} for preset {self.name!r}; expected one of {list(self.model_names)}")
@@ -196,32 +202,48 @@ PAPER_TEXT = Preset(
 
 PRESETS = {"mini": MINI, "paper": PAPER, "smoke": SMOKE, "many": MANY, "many-smoke": MANY_SMOKE,
            "paper-many": PAPER_MANY, "text": TEXT, "text-smoke": TEXT_SMOKE, "paper-text": PAPER_TEXT}
-#: The many-task world of each preset's run (see :func:`many_task_preset`).
-MANY_TASK_WORLDS = {"mini": MANY, "smoke": MANY_SMOKE, "paper": PAPER_MANY}
+
+
+@dataclass(frozen=True)
+class RunWorlds:
+    """The worlds of one workbook run (``make run ARGS="--preset NAME"``): ``vision``, the eight
+    tasks of notebooks 1-8 and 11 (the run's own preset); ``many_tasks``, the task sequence of
+    notebook 9; ``text``, the language tasks of notebook 10."""
+
+    vision: Preset
+    many_tasks: Preset
+    text: Preset
+
+
+#: The presets a workbook run can take, and the worlds each one's notebooks use.
+RUNS = {
+    "mini": RunWorlds(MINI, MANY, TEXT),
+    "paper": RunWorlds(PAPER, PAPER_MANY, PAPER_TEXT),
+    "smoke": RunWorlds(SMOKE, MANY_SMOKE, TEXT_SMOKE),
+}
+
+
+def run_worlds(preset: str) -> RunWorlds:
+    """The worlds of a run of ``preset`` (one of :data:`RUNS`)."""
+    if preset not in RUNS:
+        raise ValueError(f"no workbook run for preset {preset!r}; expected one of {sorted(RUNS)}")
+    return RUNS[preset]
 
 
 def many_task_preset(preset: str, n_tasks: int | None = None) -> Preset:
     """The many-task world that goes with a run of ``preset``: its first ``n_tasks`` tasks, in the
     order they are merged (all of them when ``n_tasks`` is None or more than the world has: the
     smoke world has six, the others 200)."""
-    if preset not in MANY_TASK_WORLDS:
-        raise ValueError(f"no many-task world for preset {preset!r}; expected one of {sorted(MANY_TASK_WORLDS)}")
-    world = MANY_TASK_WORLDS[preset]
+    world = run_worlds(preset).many_tasks
     if n_tasks is not None and n_tasks < 1:
         raise ValueError(f"n_tasks must be at least 1, got {n_tasks}")
     return world if n_tasks is None else replace(world, tasks=world.tasks[:n_tasks])
 
 
-#: The text world of each preset's run (see :func:`text_preset`).
-TEXT_WORLDS = {"mini": TEXT, "smoke": TEXT_SMOKE, "paper": PAPER_TEXT}
-
-
 def text_preset(preset: str) -> Preset:
     """The text world that goes with a run of ``preset`` (``mini``: the tiny T5 trained here;
     ``smoke``: its smoke variant; ``paper``: t5-small / t5-base on the four datasets)."""
-    if preset not in TEXT_WORLDS:
-        raise ValueError(f"no text world for preset {preset!r}; expected one of {sorted(TEXT_WORLDS)}")
-    return TEXT_WORLDS[preset]
+    return run_worlds(preset).text
 
 
 def get_preset(name: str) -> Preset:

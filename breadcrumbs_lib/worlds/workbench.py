@@ -244,7 +244,7 @@ def _finetuning_fields(preset: Preset) -> dict[str, object]:
 
 def _foundation_fields(preset: Preset, model_name: str, seed: int) -> dict[str, object]:
     config_file = MODEL_CONFIG_DIR / f"{model_name}.json"
-    generated = preset.pretraining is not None  # worlds whose data is generated here, versioned
+    generated = preset.generated  # worlds whose data is generated here, versioned
     return {
         "model": json.loads(config_file.read_text()) if config_file.exists() else model_name,
         "pretraining": _pretraining_fields(preset.pretraining) if generated else None,
