@@ -206,20 +206,19 @@ PRESETS = {"mini": MINI, "paper": PAPER, "smoke": SMOKE, "many": MANY, "many-smo
 
 @dataclass(frozen=True)
 class RunWorlds:
-    """The worlds of one workbook run (``make run ARGS="--preset NAME"``): ``vision``, the eight
-    tasks of notebooks 1-8 and 11 (the run's own preset); ``many_tasks``, the task sequence of
-    notebook 9; ``text``, the language tasks of notebook 10."""
+    """The worlds that one workbook run (``make run ARGS="--preset NAME"``) uses besides its own
+    preset's eight tasks (notebooks 1-8 and 11): ``many_tasks``, the task sequence of notebook 9,
+    and ``text``, the language tasks of notebook 10."""
 
-    vision: Preset
     many_tasks: Preset
     text: Preset
 
 
-#: The presets a workbook run can take, and the worlds each one's notebooks use.
+#: The presets a workbook run can take, and the other worlds each one's notebooks use.
 RUNS = {
-    "mini": RunWorlds(MINI, MANY, TEXT),
-    "paper": RunWorlds(PAPER, PAPER_MANY, PAPER_TEXT),
-    "smoke": RunWorlds(SMOKE, MANY_SMOKE, TEXT_SMOKE),
+    "mini": RunWorlds(many_tasks=MANY, text=TEXT),
+    "paper": RunWorlds(many_tasks=PAPER_MANY, text=PAPER_TEXT),
+    "smoke": RunWorlds(many_tasks=MANY_SMOKE, text=TEXT_SMOKE),
 }
 
 
